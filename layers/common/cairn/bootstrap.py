@@ -1,0 +1,61 @@
+"""Wiring: the adapters and services a function needs, built once per cold start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+
+from cairn.adapters.contacts import ContactStore, EnrollmentStore, MessageStore
+from cairn.adapters.events import EventStore
+from cairn.adapters.executions import Executions
+from cairn.adapters.keys import KeyStore
+from cairn.adapters.secrets import stack_secret
+from cairn.config import Config
+from cairn.domain.rendering import Renderer
+from cairn.domain.site import Site
+
+
+@dataclass
+class Runtime:
+    config: Config
+
+    @cached_property
+    def secret(self) -> bytes:
+        return stack_secret(self.config.secret_arn)
+
+    @cached_property
+    def site(self) -> Site:
+        return self.config.site
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        return Renderer(self.site.templates, timezone_fallback=self.site.settings.timezone)
+
+    @cached_property
+    def contacts(self) -> ContactStore:
+        return ContactStore()
+
+    @cached_property
+    def events(self) -> EventStore:
+        return EventStore(ttl=timedelta(days=self.config.event_ttl_days))
+
+    @cached_property
+    def enrollments(self) -> EnrollmentStore:
+        return EnrollmentStore()
+
+    @cached_property
+    def messages(self) -> MessageStore:
+        return MessageStore()
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        return KeyStore()
+
+    @cached_property
+    def executions(self) -> Executions:
+        return Executions()
+
+
+def runtime() -> Runtime:
+    return Runtime(Config.from_env())

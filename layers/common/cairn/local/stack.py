@@ -1,0 +1,188 @@
+"""Local mode's AWS: the real template.yaml (and the generated workflows template) built in moto."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cairn.adapters.aws import client
+from cairn.local.cfn import Resolver, load_template
+from cairn.local.lambdas import FunctionHost, LocalFunction
+from cairn.local.streams import Mapping, StreamDispatcher
+
+STACK = "cairn-local"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PSEUDO = {
+    "AWS::StackName": STACK,
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/local",
+}
+
+
+@dataclass
+class LocalStack:
+    tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
+    functions: dict[str, LocalFunction] = field(default_factory=dict)  # logical id -> function
+    state_machines: dict[str, str] = field(default_factory=dict)  # workflow id -> ARN
+    env: dict[str, str] = field(default_factory=dict)
+    sender_domain: str = ""
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "# local mode runs the real handler in-process\n")
+    return buffer.getvalue()
+
+
+def _params(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    params: dict[str, Any] = dict(PSEUDO)
+    for name, spec in (template.get("Parameters") or {}).items():
+        if name in overrides:
+            params[name] = overrides[name]
+        elif "Default" in spec:
+            params[name] = spec["Default"]
+        else:
+            raise ValueError(f"template parameter {name} needs a local value")
+    return params
+
+
+def _create_table(props: dict[str, Any], name: str) -> None:
+    args: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    for key in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
+        if props.get(key):
+            args[key] = props[key]
+    if props.get("StreamSpecification"):
+        args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+    client("dynamodb").create_table(**args)
+
+
+def build(
+    root: Path,
+    asl: dict[str, dict[str, Any]],
+    nested: dict[str, Any],
+    host: FunctionHost,
+    streams: StreamDispatcher,
+    overrides: dict[str, str],
+    env_overrides: dict[str, str],
+) -> LocalStack:
+    """Create every resource local mode emulates; other resource types (alarms, logs, API) are skipped."""
+    template = load_template(root / "template.yaml")
+    resolver = Resolver(params=_params(template, overrides), conditions=template.get("Conditions") or {})
+    resources: dict[str, Any] = template["Resources"]
+    stack = LocalStack()
+
+    def of_type(kind: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(lid, r) for lid, r in resources.items() if r["Type"] == kind]
+
+    for lid, res in of_type("AWS::DynamoDB::Table"):
+        props = resolver.resolve(res["Properties"])
+        name = props.get("TableName") or f"{STACK}-{lid}"
+        _create_table(props, name)
+        described = client("dynamodb").describe_table(TableName=name)["Table"]
+        resolver.refs[lid] = name
+        resolver.attrs[(lid, "Arn")] = described["TableArn"]
+        resolver.attrs[(lid, "StreamArn")] = described.get("LatestStreamArn", "")
+        stack.tables[lid] = name
+    for lid, res in of_type("AWS::SecretsManager::Secret"):
+        name = f"{STACK}-{lid}"
+        arn = client("secretsmanager").create_secret(Name=name, SecretString=secrets.token_hex(32))["ARN"]
+        resolver.refs[lid] = arn
+    for lid, _res in of_type("AWS::SQS::Queue"):
+        url = client("sqs").create_queue(QueueName=f"{STACK}-{lid}")["QueueUrl"]
+        resolver.refs[lid] = url
+        resolver.attrs[(lid, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{lid}"
+    for lid, _res in of_type("AWS::SES::ConfigurationSet"):
+        name = f"{STACK}-{lid}".lower()
+        client("sesv2").create_configuration_set(ConfigurationSetName=name)
+        resolver.refs[lid] = name
+    domain = str(resolver.params.get("SendingDomain", "example.com"))
+    client("ses").verify_domain_identity(Domain=domain)
+    stack.sender_domain = domain
+    for lid, _res in [*of_type("AWS::Serverless::HttpApi"), *of_type("AWS::Serverless::LayerVersion")]:
+        resolver.refs[lid] = f"local-{lid}"
+
+    role = client("iam").create_role(
+        RoleName=f"{STACK}-role",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    globals_fn = (template.get("Globals") or {}).get("Function") or {}
+    global_env = resolver.resolve((globals_fn.get("Environment") or {}).get("Variables") or {})
+    code = _zip()
+    functions = of_type("AWS::Serverless::Function")
+    for lid, _res in functions:  # names first: environments may refer to any function
+        resolver.refs[lid] = f"{STACK}-{lid}"
+        resolver.attrs[(lid, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{lid}"
+    merged_env: dict[str, str] = {}
+    for lid, res in functions:
+        props = res["Properties"]
+        name = f"{STACK}-{lid}"
+        env = {**global_env, **resolver.resolve((props.get("Environment") or {}).get("Variables") or {})}
+        env = {k: str(v) for k, v in env.items()}
+        env.update(env_overrides)
+        merged_env.update(env)
+        handler = props.get("Handler") or globals_fn.get("Handler", "app.handler")
+        arn = client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role,
+            Handler=handler,
+            Code={"ZipFile": code},
+            Environment={"Variables": env},
+            Timeout=int(props.get("Timeout", globals_fn.get("Timeout", 30))),
+        )["FunctionArn"]
+        fn = LocalFunction(name=name, logical_id=lid, code_dir=root / str(props["CodeUri"]), handler=handler, arn=arn)
+        host.register(fn)
+        stack.functions[lid] = fn
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            ev = resolver.resolve(event["Properties"])
+            table = str(ev["Stream"]).split(":table/", 1)[1].split("/", 1)[0]
+            filters = [json.loads(f["Pattern"]) for f in (ev.get("FilterCriteria") or {}).get("Filters", [])]
+            streams.add_mapping(Mapping(table, name, int(ev.get("BatchSize", 100)), filters))
+    stack.env = merged_env
+
+    for lid, res in of_type("AWS::Serverless::Application"):
+        # The workflows' nested template, as `cairn compile` would write it now (not the file on disk:
+        # local mode runs what the project says, compiled or not).
+        props = resolver.resolve(res["Properties"])
+        _nested_state_machines(nested, props.get("Parameters") or {}, asl, role, stack)
+        resolver.refs[lid] = f"local-{lid}"
+    return stack
+
+
+def _nested_state_machines(
+    template: dict[str, Any], params: dict[str, Any], asl: dict[str, dict[str, Any]], role: str, stack: LocalStack
+) -> None:
+    resolver = Resolver(params={**PSEUDO, **params}, conditions=template.get("Conditions") or {})
+    for lid, res in (template.get("Resources") or {}).items():
+        if res["Type"] != "AWS::Serverless::StateMachine":
+            continue
+        props = resolver.resolve(res["Properties"])
+        workflow_id = str(props["DefinitionUri"]).removesuffix(".asl.json")
+        definition = asl.get(workflow_id)
+        if definition is None:
+            continue  # a removed workflow: retained on AWS, nothing to run locally
+        text = json.dumps(definition)
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            text = text.replace("${" + key + "}", str(value))
+        arn = client("stepfunctions").create_state_machine(
+            name=str(props["Name"]), definition=text, roleArn=role, type="STANDARD"
+        )["stateMachineArn"]
+        stack.state_machines[workflow_id] = arn
+        _ = lid

@@ -1,0 +1,212 @@
+"""A Cairn project on disk: workflows/, segments/, templates/ and settings.yaml, loaded and compiled."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from cairn.domain import compiler, workflows
+from cairn.domain.settings import Settings
+from cairn.domain.site import Site
+from cairn.domain.templates import load_templates
+from cairn.domain.yamlsource import Problem, line_of, load, plain
+
+STATEMACHINES = "statemachines"
+SITE_FILE = Path(STATEMACHINES) / "site" / "site.json"
+NESTED_TEMPLATE = Path(STATEMACHINES) / "workflows.yaml"
+
+
+@dataclass
+class CompiledProject:
+    root: Path
+    site: Site
+    asl: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def outputs(self) -> dict[Path, str]:
+        """Every generated file, by path relative to the project root, with its exact content."""
+        files: dict[Path, str] = {}
+        for wid, definition in sorted(self.asl.items()):
+            files[Path(STATEMACHINES) / f"{wid}.asl.json"] = json.dumps(definition, indent=2) + "\n"
+        files[NESTED_TEMPLATE] = nested_template(sorted(self.asl))
+        files[SITE_FILE] = json.dumps(self.site.to_data(), indent=1, sort_keys=True) + "\n"
+        return files
+
+
+def logical_id(workflow_id: str) -> str:
+    """A stable CloudFormation logical id for a workflow's state machine."""
+    return "Wf" + "".join(part.capitalize() for part in workflow_id.split("-"))
+
+
+def _load_yaml(path: Path, root: Path, problems: list[Problem]) -> Any:
+    rel = str(path.relative_to(root))
+    try:
+        return load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problems.append(Problem(rel, mark.line + 1 if mark else None, f"not valid YAML: {exc}"))
+        return None
+
+
+def load_settings(root: Path, problems: list[Problem]) -> Settings:
+    path = root / "settings.yaml"
+    if not path.exists():
+        return Settings()
+    raw = _load_yaml(path, root, problems)
+    try:
+        return Settings.model_validate(plain(raw) or {})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field_name = ".".join(str(p) for p in loc)
+            problems.append(Problem("settings.yaml", line_of(raw, loc), f"{field_name}: {err['msg']}"))
+        return Settings()
+
+
+def load_project(root: Path) -> CompiledProject:
+    """Read, validate and compile a project; every problem is collected, none stops the others."""
+    root = root.resolve()
+    problems: list[Problem] = []
+    settings = load_settings(root, problems)
+    templates, template_problems = load_templates(root / "templates")
+    problems.extend(Problem(p.file, p.line, p.message) for p in template_problems)
+    segments: dict[str, Any] = {}
+    for path in sorted((root / "segments").glob("*.y*ml")):
+        raw = _load_yaml(path, root, problems)
+        if isinstance(raw, dict) and "id" in raw:
+            segments[str(raw["id"])] = plain(raw)
+    catalog = workflows.Catalog(
+        email_templates=frozenset(templates.email),
+        sms_templates=frozenset(templates.sms),
+        segments=frozenset(segments),
+    )
+    parsed: dict[str, workflows.Workflow] = {}
+    for path in sorted((root / "workflows").glob("*.y*ml")):
+        raw = _load_yaml(path, root, problems)
+        if raw is None:
+            continue
+        wf, wf_problems = workflows.validate(raw, str(path.relative_to(root)), catalog)
+        problems.extend(wf_problems)
+        if wf is not None:
+            parsed[wf.id] = wf
+    site = Site(workflows=parsed, templates=templates, settings=settings, segments=segments)
+    asl = {wid: compiler.compile_workflow(wf) for wid, wf in parsed.items()}
+    return CompiledProject(root=root, site=site, asl=asl, problems=problems)
+
+
+def write_outputs(project: CompiledProject) -> list[Path]:
+    """Write what changed; return the paths written."""
+    written: list[Path] = []
+    for rel, content in project.outputs().items():
+        path = project.root / rel
+        if path.exists() and path.read_text(encoding="utf-8") == content:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        written.append(rel)
+    stale = {p.relative_to(project.root) for p in (project.root / STATEMACHINES).glob("*.asl.json")}
+    for rel in sorted(stale - set(project.outputs())):
+        # A removed workflow: its state machine stays deployed (Retain) until its runs end.
+        (project.root / rel).unlink()
+        written.append(rel)
+    return written
+
+
+def stale_outputs(project: CompiledProject) -> list[Path]:
+    """Generated files that differ from what `cairn compile` would write now."""
+    stale = []
+    for rel, content in project.outputs().items():
+        path = project.root / rel
+        if not path.exists() or path.read_text(encoding="utf-8") != content:
+            stale.append(rel)
+    return stale
+
+
+_NESTED_HEAD = """\
+# GENERATED by `cairn compile` from workflows/: do not edit by hand.
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Description: Cairn workflows, one Standard state machine per workflow (nested in the Cairn stack).
+
+Parameters:
+  StepFunctionArn:
+    Type: String
+    Description: ARN of the stack's step function (conditions, branches, updates, waits).
+  SendFunctionArn:
+    Type: String
+    Description: ARN of the stack's send function.
+  StackPrefix:
+    Type: String
+    Description: State machine name prefix, "<parent stack name>-wf-".
+  LogGroupArn:
+    Type: String
+    Description: Log group (ARN ending in ":*") receiving every state machine's ERROR logs.
+
+Resources:
+  # Logical id: "Wf" + the workflow id in PascalCase. Retained with its role, version and alias when the
+  # workflow is removed, so open runs finish.
+"""
+
+_NESTED_MACHINE = """\
+  {logical_id}:
+    Type: AWS::Serverless::StateMachine
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
+    Properties:
+      Name: !Sub "${{StackPrefix}}{wid}"
+      Type: STANDARD
+      DefinitionUri: {wid}.asl.json
+      DefinitionSubstitutions:
+        StepFunctionArn: !Ref StepFunctionArn
+        SendFunctionArn: !Ref SendFunctionArn
+      AutoPublishAlias: live
+      Logging:
+        Level: ERROR
+        IncludeExecutionData: false
+        Destinations:
+          - CloudWatchLogsLogGroup:
+              LogGroupArn: !Ref LogGroupArn
+      Tracing:
+        Enabled: true
+      Tags:
+        cairn:workflow: {wid}
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: lambda:InvokeFunction
+              Resource:
+                - !Ref StepFunctionArn
+                - !Sub "${{StepFunctionArn}}:*"
+                - !Ref SendFunctionArn
+                - !Sub "${{SendFunctionArn}}:*"
+            # Step Functions delivers logs through CloudWatch Logs vended log deliveries (no resource ARNs).
+            - Effect: Allow
+              Action:
+                - logs:CreateLogDelivery
+                - logs:GetLogDelivery
+                - logs:UpdateLogDelivery
+                - logs:DeleteLogDelivery
+                - logs:ListLogDeliveries
+                - logs:PutResourcePolicy
+                - logs:DescribeResourcePolicies
+                - logs:DescribeLogGroups
+              Resource: "*"
+"""
+
+
+def nested_template(workflow_ids: list[str]) -> str:
+    """The generated SAM template declaring one state machine per workflow (included by template.yaml)."""
+    body = "".join(_NESTED_MACHINE.format(logical_id=logical_id(w), wid=w) for w in workflow_ids)
+    if not workflow_ids:
+        # CloudFormation needs at least one resource: a harmless wait condition handle.
+        body = "  NoWorkflows:\n    Type: AWS::CloudFormation::WaitConditionHandle\n"
+    return _NESTED_HEAD + body

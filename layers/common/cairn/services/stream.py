@@ -1,0 +1,57 @@
+"""Decoding DynamoDB stream records into the reactor's inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+    DynamoDBRecordEventName,
+)
+
+from cairn.services.react import IncomingEvent, Reactor
+
+
+def _table(record: DynamoDBRecord) -> str:
+    arn = record.event_source_arn or ""
+    return arn.split(":table/", 1)[-1].split("/", 1)[0]
+
+
+def route_record(reactor: Reactor, record: DynamoDBRecord) -> None:
+    """One stream record: a new event, or a change to a contact's profile. Anything else is ignored
+    (the reactor's own writes to enrollments and messages must never re-trigger it)."""
+    data = record.dynamodb
+    if data is None:
+        return
+    table = _table(record)
+    config = reactor.rt.config
+    if table == config.events_table and record.event_name == DynamoDBRecordEventName.INSERT:
+        image: dict[str, Any] = data.new_image
+        stamp = str(image["ts"]).split("#", 1)[0].replace("Z", "+00:00")
+        reactor.on_event(
+            IncomingEvent(
+                cid=str(image["cid"]),
+                message_id=str(image["mid"]),
+                name=str(image["name"]),
+                timestamp=datetime.fromisoformat(stamp),
+                properties=_plain(image.get("properties") or {}),
+                user_id=image.get("userId"),
+            )
+        )
+    elif table == config.contacts_table and data.keys and data.keys.get("sk") == "profile":
+        if record.event_name in (DynamoDBRecordEventName.INSERT, DynamoDBRecordEventName.MODIFY):
+            reactor.on_profile_change(str(data.keys["cid"]))
+
+
+def _plain(value: Any) -> Any:
+    """Stream images carry Decimals; the rule language wants ints and floats."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [_plain(v) for v in value]
+    return value
