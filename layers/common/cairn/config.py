@@ -22,6 +22,7 @@ class Config(BaseModel):
     state_machine_prefix: str = Field(alias="STATE_MACHINE_PREFIX")
     sender_email: str = Field(default="", alias="SENDER_EMAIL")
     ses_configuration_set: str = Field(default="", alias="SES_CONFIGURATION_SET")
+    postal_address: str = Field(default="", alias="POSTAL_ADDRESS")
     secret_arn: str = Field(default="", alias="SECRET_ARN")
     site_path: str = Field(default="/opt/site.json", alias="CAIRN_SITE_PATH")
     public_base_url: str = Field(default="http://127.0.0.1:3000", alias="PUBLIC_BASE_URL")

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from cairn.domain import compiler, workflows
+from cairn.domain.rendering import Renderer
 from cairn.domain.settings import Settings
 from cairn.domain.site import Site
 from cairn.domain.templates import load_templates
@@ -78,7 +79,12 @@ def load_project(root: Path) -> CompiledProject:
     problems: list[Problem] = []
     settings = load_settings(root, problems)
     templates, template_problems = load_templates(root / "templates")
+    template_problems += Renderer(templates, timezone_fallback=settings.timezone).check()
     problems.extend(Problem(p.file, p.line, p.message) for p in template_problems)
+    if not settings.postal_address and any(t.kind == "marketing" for t in templates.email.values()):
+        problems.append(
+            Problem("settings.yaml", None, "postal_address is required: every marketing email carries it")
+        )
     segments: dict[str, Any] = {}
     for path in sorted((root / "segments").glob("*.y*ml")):
         raw = _load_yaml(path, root, problems)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 
 from cairn.adapters.tables import PROFILE, ContactItem, EnrollmentItem, MessageItem, RunItem
 
@@ -54,6 +55,11 @@ def _profile(item: ContactItem) -> Profile:
     )
 
 
+def _attributes() -> Any:
+    """The raw attributes map (pynamodb's typing does not know raw maps take paths)."""
+    return ContactItem.attributes
+
+
 RESERVED_FIELDS = {"email": ContactItem.email, "phone": ContactItem.phone, "timezone": ContactItem.timezone}
 
 
@@ -83,7 +89,7 @@ class ContactStore:
         for _ in range(3):
             try:
                 item.update(
-                    actions=[*common, *(ContactItem.attributes[k].set(v) for k, v in attrs.items())],
+                    actions=[*common, *(_attributes()[k].set(v) for k, v in attrs.items())],
                     condition=ContactItem.attributes.exists(),
                 )
                 return _profile(item)
@@ -111,7 +117,7 @@ class ContactStore:
         item = ContactItem(cid, PROFILE)
         item.update(
             actions=[
-                ContactItem.consent[channel].set(
+                cast(Any, ContactItem.consent)[channel].set(
                     {"status": status, "source": source, "updatedAt": now.isoformat()}
                 ),
                 ContactItem.updated_at.set(now),
@@ -177,7 +183,6 @@ class EnrollmentStore:
         A retry for the same trigger finds its own `starting` run and gets it back (so the execution is
         started again under the same name, which Step Functions treats as the same run)."""
         item = EnrollmentItem(cid, EnrollmentItem.key(workflow_id))
-        same_trigger = (EnrollmentItem.trigger_id == trigger_id) & (EnrollmentItem.status == "starting")
         closed = EnrollmentItem.status.is_in("completed", "converted", "exited", "failed")
         admit: Condition
         if reentry == "never":
@@ -350,7 +355,7 @@ class MessageStore:
         sent_at: datetime | None = None,
         reason: str | None = None,
     ) -> None:
-        actions = [MessageItem.status.set(status)]
+        actions: list[Action] = [MessageItem.status.set(status)]
         if provider_id is not None:
             actions.append(MessageItem.provider_id.set(provider_id))
         if sent_at is not None:

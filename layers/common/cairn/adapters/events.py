@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import PutError
+from pynamodb.expressions.condition import Condition
 
-from cairn.adapters.tables import EventItem
+from cairn.adapters.tables import ByTimeIndex, EventItem
 from cairn.domain.rules import EventRecord
 
 
@@ -65,7 +66,9 @@ class EventStore:
 
     def history(self, cid: str, since: datetime | None, limit: int = 2000) -> list[EventRecord]:
         """The contact's events newest first, back to `since` (or all), as rule-language records."""
-        condition = EventItem.by_time.ts >= ts_key(since, "") if since is not None else None
+        condition: Condition | None = None
+        if since is not None:
+            condition = ByTimeIndex.ts >= ts_key(since, "")
         out: list[EventRecord] = []
         for item in EventItem.by_time.query(cid, condition, scan_index_forward=False, limit=limit):
             stamp = datetime.fromisoformat(item.ts.split("#", 1)[0].replace("Z", "+00:00"))

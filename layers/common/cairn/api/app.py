@@ -19,7 +19,7 @@ from cairn.services.intake import Intake, contact_out
 logger = Logger(child=True)
 MAX_BODY = 32 * 1024
 WRITE_ROUTES = {"/v1/track", "/v1/identify", "/v1/batch"}
-ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int, Any] = {
     code: {"description": text, "content": {"application/json": {"schema": ErrorOut.model_json_schema()}}}
     for code, text in [
         (400, "malformed request"),

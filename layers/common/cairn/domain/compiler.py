@@ -105,6 +105,7 @@ class _Builder:
 
     def step(self, step: Any, nxt: str) -> str:
         sid = self.ids[id(step)]
+        config: dict[str, Any]
         if isinstance(step, SendEmailStep | SendSmsStep):
             channel = "email" if isinstance(step, SendEmailStep) else "sms"
             spec = step.send_email if isinstance(step, SendEmailStep) else step.send_sms

@@ -414,18 +414,17 @@ class _Parser:
         return None
 
     def _group(
-        self, data: Mapping[Any, Any], path: str, kind: str, child: Callable[[object, str], _Node | None]
+        self, items: object, path: str, child: Callable[[object, str], _Node | None]
     ) -> tuple[_Node, ...] | None:
-        ok = self._no_extra_keys(data, path, kind)
-        items = data[kind]
+        """A non-empty list of conditions at ``path``."""
         if isinstance(items, str) or not isinstance(items, Sequence):
-            self.add(f"{path}.{kind}", f"must be a list of conditions; got {_describe(items)}")
+            self.add(path, f"must be a list of conditions; got {_describe(items)}")
             return None
         if not items:
-            self.add(f"{path}.{kind}", "must list at least one condition")
-            ok = False
-        nodes = [child(item, f"{path}.{kind}[{i}]") for i, item in enumerate(items)]
-        if not ok or any(n is None for n in nodes):
+            self.add(path, "must list at least one condition")
+            return None
+        nodes = [child(item, f"{path}[{i}]") for i, item in enumerate(items)]
+        if any(n is None for n in nodes):
             return None
         return tuple(n for n in nodes if n is not None)
 
@@ -445,8 +444,9 @@ class _Parser:
             return None
         assert isinstance(data, Mapping)
         if kind in ("all", "any"):
-            rules = self._group(data, path, kind, self.rule)
-            if rules is None:
+            ok = self._no_extra_keys(data, path, kind)
+            rules = self._group(data[kind], f"{path}.{kind}", self.rule)
+            if rules is None or not ok:
                 return None
             return AllRule(rules=rules) if kind == "all" else AnyRule(rules=rules)  # type: ignore[arg-type]
         if kind == "not":
@@ -468,7 +468,7 @@ class _Parser:
         if isinstance(data, _WHERE_CLASSES):
             return data
         if isinstance(data, list | tuple):
-            rules = self._group({"all": data}, path, "all", self.where)
+            rules = self._group(data, path, self.where)
             if rules is None:
                 return None
             return AllWhere(rules=rules)  # type: ignore[arg-type]
@@ -477,8 +477,9 @@ class _Parser:
             return None
         assert isinstance(data, Mapping)
         if kind in ("all", "any"):
-            rules = self._group(data, path, kind, self.where)
-            if rules is None:
+            ok = self._no_extra_keys(data, path, kind)
+            rules = self._group(data[kind], f"{path}.{kind}", self.where)
+            if rules is None or not ok:
                 return None
             return AllWhere(rules=rules) if kind == "all" else AnyWhere(rules=rules)  # type: ignore[arg-type]
         if kind == "not":

@@ -10,10 +10,24 @@ from typing import Any
 import yaml
 
 TAGS = {
-    "Ref": "Ref", "Sub": "Fn::Sub", "GetAtt": "Fn::GetAtt", "If": "Fn::If", "Equals": "Fn::Equals",
-    "Not": "Fn::Not", "And": "Fn::And", "Or": "Fn::Or", "Join": "Fn::Join", "Select": "Fn::Select",
-    "Split": "Fn::Split", "FindInMap": "Fn::FindInMap", "Condition": "Condition", "Base64": "Fn::Base64",
-    "ImportValue": "Fn::ImportValue", "GetAZs": "Fn::GetAZs", "Cidr": "Fn::Cidr", "Length": "Fn::Length",
+    "Ref": "Ref",
+    "Sub": "Fn::Sub",
+    "GetAtt": "Fn::GetAtt",
+    "If": "Fn::If",
+    "Equals": "Fn::Equals",
+    "Not": "Fn::Not",
+    "And": "Fn::And",
+    "Or": "Fn::Or",
+    "Join": "Fn::Join",
+    "Select": "Fn::Select",
+    "Split": "Fn::Split",
+    "FindInMap": "Fn::FindInMap",
+    "Condition": "Condition",
+    "Base64": "Fn::Base64",
+    "ImportValue": "Fn::ImportValue",
+    "GetAZs": "Fn::GetAZs",
+    "Cidr": "Fn::Cidr",
+    "Length": "Fn::Length",
     "ToJsonString": "Fn::ToJsonString",
 }
 
@@ -46,7 +60,7 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 def load_template_text(text: str) -> dict[str, Any]:
-    data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    data = yaml.load(text, Loader=_Loader)
     assert isinstance(data, dict)
     return data
 
@@ -74,7 +88,7 @@ class Resolver:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Ref":
                 if arg == "AWS::NoValue":
                     return NoValue()
@@ -109,7 +123,9 @@ class Resolver:
             if key == "Fn::Split":
                 sep, text = arg
                 return str(self.resolve(text)).split(sep)
-        return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if not isinstance(v, NoValue)}
+        return {
+            k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if not isinstance(v, NoValue)
+        }
 
     def _sub(self, arg: Any) -> str:
         text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])

@@ -98,7 +98,9 @@ class VirtualClock:
                 park.wake()
         return park.timed_out
 
-    def sleep(self, seconds: float, *, counted: bool = True, interrupt: threading.Event | None = None) -> bool:
+    def sleep(
+        self, seconds: float, *, counted: bool = True, interrupt: threading.Event | None = None
+    ) -> bool:
         park = self.park(seconds, counted=counted)
         return self.wait(park, *([interrupt] if interrupt is not None else []))
 

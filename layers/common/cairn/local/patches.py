@@ -33,7 +33,7 @@ def restore() -> None:
 
 def patch_stepfunctions(clock: VirtualClock) -> None:
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-    from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import EvalTimeoutError
     from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
@@ -106,7 +106,7 @@ def patch_stepfunctions(clock: VirtualClock) -> None:
         if exception is not None and not timed_out:
             raise exception
         if timed_out:
-            raise execute_state.EvalTimeoutError()
+            raise EvalTimeoutError()
         output = outputs.pop()
         env.stack.append(output)
         if not self._is_language_query_jsonpath():

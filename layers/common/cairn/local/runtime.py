@@ -94,10 +94,10 @@ class LocalCairn:
         nested = load_template_text(nested_template(sorted(project.asl)))
         self.stack = build(
             self.root,
-            project.asl,
-            nested,
-            self.host,
-            self.streams,
+            asl=project.asl,
+            nested=nested,
+            host=self.host,
+            streams=self.streams,
             overrides={
                 "SendingDomain": sender.rsplit("@", 1)[1],
                 "SenderEmail": sender,
@@ -168,7 +168,7 @@ class LocalCairn:
             tables.KeyItem: "KEYS_TABLE",
         }
         for model, var in per_model.items():
-            model.Meta.table_name = names[var]
+            model.Meta.table_name = names[var]  # type: ignore[attr-defined]
             model._connection = None
 
     # -- the HTTP API, in-process ------------------------------------------------------------

@@ -73,6 +73,7 @@ def _create_table(props: dict[str, Any], name: str) -> None:
 
 def build(
     root: Path,
+    *,
     asl: dict[str, dict[str, Any]],
     nested: dict[str, Any],
     host: FunctionHost,
@@ -98,7 +99,7 @@ def build(
         resolver.attrs[(lid, "Arn")] = described["TableArn"]
         resolver.attrs[(lid, "StreamArn")] = described.get("LatestStreamArn", "")
         stack.tables[lid] = name
-    for lid, res in of_type("AWS::SecretsManager::Secret"):
+    for lid, _res in of_type("AWS::SecretsManager::Secret"):
         name = f"{STACK}-{lid}"
         arn = client("secretsmanager").create_secret(Name=name, SecretString=secrets.token_hex(32))["ARN"]
         resolver.refs[lid] = arn
@@ -145,7 +146,9 @@ def build(
             Environment={"Variables": env},
             Timeout=int(props.get("Timeout", globals_fn.get("Timeout", 30))),
         )["FunctionArn"]
-        fn = LocalFunction(name=name, logical_id=lid, code_dir=root / str(props["CodeUri"]), handler=handler, arn=arn)
+        fn = LocalFunction(
+            name=name, logical_id=lid, code_dir=root / str(props["CodeUri"]), handler=handler, arn=arn
+        )
         host.register(fn)
         stack.functions[lid] = fn
         for event in (props.get("Events") or {}).values():
@@ -167,7 +170,11 @@ def build(
 
 
 def _nested_state_machines(
-    template: dict[str, Any], params: dict[str, Any], asl: dict[str, dict[str, Any]], role: str, stack: LocalStack
+    template: dict[str, Any],
+    params: dict[str, Any],
+    asl: dict[str, dict[str, Any]],
+    role: str,
+    stack: LocalStack,
 ) -> None:
     resolver = Resolver(params={**PSEUDO, **params}, conditions=template.get("Conditions") or {})
     for lid, res in (template.get("Resources") or {}).items():

@@ -29,7 +29,9 @@ class Mapping:
 def _matches(pattern: Any, value: Any) -> bool:
     """EventBridge-style filter patterns as Lambda applies them (the subset Cairn uses: exact values)."""
     if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(k in value and _matches(v, value[k]) for k, v in pattern.items())
+        return isinstance(value, dict) and all(
+            k in value and _matches(v, value[k]) for k, v in pattern.items()
+        )
     if isinstance(pattern, list):
         return any(_matches(p, value) if isinstance(p, dict) else p == value for p in pattern)
     return bool(pattern == value)

@@ -92,7 +92,9 @@ class Reactor:
             return  # a backfill: it updates the contact but starts nothing
         if wf.trigger.where is not None:
             match = rules.parse_rule({"event": wf.trigger.event, "where": wf.trigger.where})
-            only = contact_view(profile, now=event.timestamp, consent_defaults={}, extra_events=[event.record])
+            only = contact_view(
+                profile, now=event.timestamp, consent_defaults={}, extra_events=[event.record]
+            )
             if not rules.evaluate(match, only):
                 return
         if wf.audience is not None:

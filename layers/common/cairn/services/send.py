@@ -92,7 +92,11 @@ class Sender:
         if existing is not None and existing.status == "claimed" and not existing.provider_id:
             self.rt.messages.mark(existing, "unknown", reason="retried after an interrupted send")
         status = existing.status if existing is not None else "unknown"
-        return {"status": "unknown" if status == "claimed" else status, "messageId": message_id, "duplicate": True}
+        return {
+            "status": "unknown" if status == "claimed" else status,
+            "messageId": message_id,
+            "duplicate": True,
+        }
 
     def _context(
         self, profile: Profile, ref: RunRef, step_id: str, message_id: str, payload: dict[str, Any]
@@ -100,7 +104,11 @@ class Sender:
         attrs = attributes_of(profile)
         settings = self.rt.site.settings
         token = tokens.sign(
-            {"c": profile.cid, "m": message_id}, self.rt.secret, now=clock.now(), ttl=UNSUBSCRIBE_TTL
+            {"c": profile.cid, "m": message_id},
+            self.rt.secret,
+            now=clock.now(),
+            ttl=UNSUBSCRIBE_TTL,
+            purpose="unsubscribe",
         )
         base = self.rt.config.public_base_url.rstrip("/")
         return {
@@ -109,7 +117,7 @@ class Sender:
             "event": payload["run"].get("trigger", {}),
             "workflow": {"id": ref.workflow_id, "stepId": step_id},
             "unsubscribe_url": f"{base}/v1/unsubscribe?token={quote(token)}",
-            "postal_address": settings.postal_address,
+            "postal_address": self.rt.config.postal_address or settings.postal_address,
             "timezone": profile.timezone or settings.timezone,
             "now": clock.now(),
         }
@@ -140,4 +148,6 @@ class Sender:
     def _sms(self, profile: Profile, template: str, context: dict[str, Any]) -> str:
         assert profile.phone
         rendered = self.rt.renderer.render_sms(template, context)
-        return messaging.send_sms(rendered.body, phone=profile.phone, transactional=rendered.kind == "transactional")
+        return messaging.send_sms(
+            rendered.body, phone=profile.phone, transactional=rendered.kind == "transactional"
+        )

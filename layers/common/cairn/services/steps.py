@@ -40,7 +40,9 @@ class Steps:
             raise ContactExited("the contact no longer exists")
         now = clock.now()
         check_policy(live_view(self.rt, profile, ref, now, payload["policy"]), ref, payload["policy"])
-        if not self.rt.enrollments.park(ref.cid, ref.workflow_id, ref.run, payload["step"]["id"], payload["token"]):
+        if not self.rt.enrollments.park(
+            ref.cid, ref.workflow_id, ref.run, payload["step"]["id"], payload["token"]
+        ):
             open_enrollment(self.rt, ref)  # raises the end the run came to meanwhile
             raise ContactExited("the run ended while its wait was registering")
         return {"parked": payload["step"]["id"]}

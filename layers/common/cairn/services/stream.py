@@ -39,9 +39,13 @@ def route_record(reactor: Reactor, record: DynamoDBRecord) -> None:
                 user_id=image.get("userId"),
             )
         )
-    elif table == config.contacts_table and data.keys and data.keys.get("sk") == "profile":
-        if record.event_name in (DynamoDBRecordEventName.INSERT, DynamoDBRecordEventName.MODIFY):
-            reactor.on_profile_change(str(data.keys["cid"]))
+    elif (
+        table == config.contacts_table
+        and data.keys
+        and data.keys.get("sk") == "profile"
+        and record.event_name in (DynamoDBRecordEventName.INSERT, DynamoDBRecordEventName.MODIFY)
+    ):
+        reactor.on_profile_change(str(data.keys["cid"]))
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,85 @@
+"""Local mode over real HTTP on 127.0.0.1, as a user's site or curl would call it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cairn.local.runtime import LocalCairn
+from cairn.local.server import serve
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def base_url(local: LocalCairn) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = serve(local, port=port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+
+
+def call(url: str, method: str = "GET", body: Any = None, key: str | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_track_advance_and_outbox_over_http(local: LocalCairn, base_url: str) -> None:
+    status, body = call(
+        f"{base_url}/v1/identify",
+        "POST",
+        {"userId": "gus", "traits": {"email": "gus@example.com"}},
+        local.write_key,
+    )
+    assert status == 200, body
+    status, _ = call(
+        f"{base_url}/v1/contacts/gus/subscriptions/email", "PUT", {"status": "subscribed"}, local.secret_key
+    )
+    assert status == 200
+    status, body = call(
+        f"{base_url}/v1/track", "POST", {"userId": "gus", "event": "newsletter_subscribed"}, local.write_key
+    )
+    assert status == 202 and body["duplicate"] is False
+    status, body = call(f"{base_url}/_local/clock/advance", "POST", {"seconds": 2 * 86400})
+    assert status == 200
+    assert body["idle"] is True and body["fired"] == 1
+    status, outbox = call(f"{base_url}/_local/outbox")
+    assert [m["stepId"] for m in outbox] == ["send_email-welcome-discount", "send_email-welcome-our-story"]
+    status, runs = call(f"{base_url}/_local/executions")
+    assert runs[0]["path"][:2] == ["send_email-welcome-discount", "wait-2"]
+
+
+def test_clock_refuses_the_past_and_bad_input(local: LocalCairn, base_url: str) -> None:
+    assert call(f"{base_url}/_local/clock/advance", "POST", {"to": "2020-01-01T00:00:00Z"})[0] == 400
+    assert call(f"{base_url}/_local/clock/advance", "POST", {"seconds": -5})[0] == 422
+    status, body = call(f"{base_url}/_local/clock/advance", "POST", {"seconds": 0})
+    assert status == 200 and body["fired"] == 0
+
+
+def test_api_errors_keep_their_shape_over_http(local: LocalCairn, base_url: str) -> None:
+    status, body = call(f"{base_url}/v1/track", "POST", {"event": "x"}, local.write_key)
+    assert status == 422
+    assert body["error"]["code"] == "validation_failed"
+    status, body = call(f"{base_url}/v1/track", "POST", {"userId": "a", "event": "x"})
+    assert status == 401
