@@ -124,3 +124,15 @@ def test_a_duplicate_message_id_is_stored_once(local: LocalCairn) -> None:
     assert second[2] == {"messageId": "m-1", "duplicate": True}
     local.settle()
     assert len(local.executions()) == 1
+
+
+def test_no_consent_no_email(local: LocalCairn) -> None:
+    status, _, _ = local.request(
+        "POST", "/v1/identify", {"userId": "hal", "traits": {"email": "hal@example.com"}}, key=local.write_key
+    )
+    assert status == 200
+    local.request("POST", "/v1/track", {"userId": "hal", "event": "newsletter_subscribed"}, key=local.write_key)
+    local.advance(seconds=6 * DAY)
+    assert sent_to(local, "hal@example.com") == []
+    (run,) = local.executions()
+    assert run["status"] == "SUCCEEDED", "a skipped send is recorded, not a failure"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from cairn.adapters.contacts import ContactStore, EnrollmentStore, MessageStore
 from cairn.adapters.events import EventStore
@@ -12,8 +13,10 @@ from cairn.adapters.executions import Executions
 from cairn.adapters.keys import KeyStore
 from cairn.adapters.secrets import stack_secret
 from cairn.config import Config
-from cairn.domain.rendering import Renderer
-from cairn.domain.site import Site
+
+if TYPE_CHECKING:
+    from cairn.domain.rendering import Renderer
+    from cairn.domain.site import Site
 
 
 @dataclass
@@ -30,6 +33,8 @@ class Runtime:
 
     @cached_property
     def renderer(self) -> Renderer:
+        from cairn.domain.rendering import Renderer
+
         return Renderer(self.site.templates, timezone_fallback=self.site.settings.timezone)
 
     @cached_property

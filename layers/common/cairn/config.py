@@ -6,10 +6,12 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cairn.domain.site import Site
+if TYPE_CHECKING:
+    from cairn.domain.site import Site
 
 
 class Config(BaseModel):
@@ -38,4 +40,6 @@ class Config(BaseModel):
 
     @cached_property
     def site(self) -> Site:
+        from cairn.domain.site import Site  # not on the intake path: keeps the trigger's cold start short
+
         return Site.from_data(json.loads(Path(self.site_path).read_text(encoding="utf-8")))

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition
 
 from cairn.adapters.tables import ByTimeIndex, EventItem
-from cairn.domain.rules import EventRecord
+
+if TYPE_CHECKING:
+    from cairn.domain.rules import EventRecord
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class EventStore:
 
     def history(self, cid: str, since: datetime | None, limit: int = 2000) -> list[EventRecord]:
         """The contact's events newest first, back to `since` (or all), as rule-language records."""
+        from cairn.domain.rules import EventRecord
+
         condition: Condition | None = None
         if since is not None:
             condition = ByTimeIndex.ts >= ts_key(since, "")

@@ -12,7 +12,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from cairn.api.models import ContactOut, ErrorOut, IdentifyIn, SubscriptionIn, TrackIn, TrackOut
-from cairn.domain.errors import CairnError, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from cairn.domain.errors import (
+    CairnError,
+    Forbidden,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from cairn.domain.keys import ApiKey, KeyKind
 from cairn.services.intake import Intake, contact_out
 
@@ -81,7 +88,10 @@ def build_app(intake: Intake, lookup_key: Callable[[str], ApiKey | None]) -> API
     def _invalid(exc: RequestValidationError) -> Response[str]:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(CairnError("the body is not valid JSON"))
+            return error_response(MalformedRequest("the body is not valid JSON"))
+        if any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            # No body, or JSON that is not an object: the body as a whole is malformed (400), not a field.
+            return error_response(MalformedRequest("the body must be a JSON object"))
         from cairn.domain.errors import FieldProblem, ValidationFailed
 
         details = [FieldProblem(_field(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in errors]

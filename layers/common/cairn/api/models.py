@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 Id = Field(min_length=1, max_length=255)
 
@@ -16,6 +16,7 @@ class _In(BaseModel):
 
 class TrackIn(_In):
     user_id: str | None = Field(None, alias="userId", min_length=1, max_length=255)
+    # One of userId and anonymousId is required: Intake.track checks it, so that the 422 names the field.
     anonymous_id: str | None = Field(None, alias="anonymousId", min_length=1, max_length=255)
     event: str = Field(min_length=1, max_length=200)
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -25,12 +26,6 @@ class TrackIn(_In):
         None, validation_alias=AliasChoices("messageId", "id"), min_length=1, max_length=200
     )
     context: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _who(self) -> TrackIn:
-        if not self.user_id and not self.anonymous_id:
-            raise ValueError("userId or anonymousId is required")
-        return self
 
 
 class TrackOut(BaseModel):

@@ -243,8 +243,16 @@ def validate(raw: Any, file: str, catalog: Catalog) -> tuple[Workflow | None, li
         for seg in sorted(rules.referenced_segments(parsed) - catalog.segments):
             add(loc, f"unknown segment '{seg}'", step)
 
+    def check_where(event: str, where: Any, loc: tuple[str | int, ...]) -> None:
+        """A `where` on an event's properties: checked as the event condition it is part of."""
+        try:
+            rules.parse_rule({"event": event, "where": where}, path=".".join(str(p) for p in loc[:-1]))
+        except rules.RuleError as exc:
+            for p in exc.problems:
+                add(loc, f"{p.path.replace('.event.where', '.where')}: {p.message}")
+
     if wf.trigger.where is not None:
-        check_rule(wf.trigger.where, ("trigger", "where"))
+        check_where(wf.trigger.event, wf.trigger.where, ("trigger", "where"))
     if (msg := _duration_problem(wf.trigger.max_age)) is not None:
         add(("trigger", "max_age"), msg)
     if wf.audience is not None:
@@ -255,7 +263,7 @@ def validate(raw: Any, file: str, catalog: Catalog) -> tuple[Workflow | None, li
         add(("reentry", "after"), msg)
     if wf.goal is not None:
         if wf.goal.where is not None:
-            check_rule(wf.goal.where, ("goal", "where"))
+            check_where(wf.goal.event, wf.goal.where, ("goal", "where"))
         if (msg := _duration_problem(wf.goal.within)) is not None:
             add(("goal", "within"), msg)
 

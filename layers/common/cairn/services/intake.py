@@ -99,6 +99,11 @@ class Intake:
         return cid_for_anonymous(self.rt.secret, anonymous_id)
 
     def track(self, key: ApiKey, body: TrackIn) -> TrackOut:
+        if not body.user_id and not body.anonymous_id:
+            raise ValidationFailed(
+                "userId or anonymousId is required",
+                [FieldProblem("userId", "userId or anonymousId is required")],
+            )
         received = clock.now()
         message_id = body.message_id or str(uuid.uuid4())
         event = NewEvent(
