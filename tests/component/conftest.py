@@ -6,7 +6,6 @@ sample events under `events/`, as `sam local invoke -e events/...` would call th
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import itertools
 import json
@@ -15,12 +14,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
-
 from tests.conftest import ACCOUNT, REGION, ROOT, SECRET, STACK, STATE_MACHINE_PREFIX
 
 EVENTS = ROOT / "events"
@@ -30,14 +27,20 @@ SECRET_KEY = "cs_sample-secret-key-for-tests-only"
 # The instant the sample events were recorded at: 2026-11-24 09:00 UTC.
 SAMPLE_NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
-Handler = Callable[[dict[str, Any], Any], Any]
+
+class Handler(Protocol):
+    """A loaded handler: `handler(event)` passes a fake Lambda context."""
+
+    def __call__(self, event: dict[str, Any], context: Any = None) -> Any: ...
+
+
 _counter = itertools.count()
 
 
 def load_event(relative: str) -> dict[str, Any]:
     """A fresh copy of a sample event, e.g. `load_event("trigger/track.json")`."""
     data: dict[str, Any] = json.loads((EVENTS / relative).read_text(encoding="utf-8"))
-    return copy.deepcopy(data)
+    return data
 
 
 @dataclass
@@ -100,8 +103,12 @@ def load_handler(tables: dict[str, str]) -> Iterator[Callable[[str], Handler]]:
         sys.modules[module_name] = module
         loaded.append(module_name)
         spec.loader.exec_module(module)
-        handler: Handler = module.handler
-        return lambda event, context=None: handler(event, context or FakeLambdaContext(f"cairn-test-{name}"))
+        handler = module.handler
+
+        def call(event: dict[str, Any], context: Any = None) -> Any:
+            return handler(event, context or FakeLambdaContext(f"cairn-test-{name}"))
+
+        return call
 
     yield load
     for module_name in loaded:
@@ -165,3 +172,53 @@ def create_state_machines(project: Any) -> dict[str, str]:
 @pytest.fixture
 def state_machines(aws: None, project: Any) -> dict[str, str]:
     return create_state_machines(project)
+
+
+def given_a_contact(
+    user_id: str = "u-ann",
+    *,
+    traits: dict[str, Any] | None = None,
+    consent: dict[str, str] | None = None,
+    at: datetime = SAMPLE_NOW,
+) -> str:
+    """A contact as intake leaves it (identify, then subscriptions); returns its cid."""
+    from cairn.adapters.contacts import ContactStore
+
+    contacts = ContactStore()
+    cid = cid_of(user_id)
+    contacts.merge_traits(cid, traits or {}, now=at, user_id=user_id)
+    for channel, status in (consent or {}).items():
+        contacts.set_consent(cid, channel, status, "test", now=at)
+    return cid
+
+
+def given_an_open_run(cid: str, workflow_id: str = "welcome-series", *, at: datetime = SAMPLE_NOW) -> int:
+    """The contact's run as react leaves it once its execution started (status active); returns the run."""
+    from cairn.adapters.contacts import EnrollmentStore
+
+    enrollments = EnrollmentStore()
+    run = enrollments.begin(
+        cid, workflow_id, "v-test", trigger_id="trigger-1", now=at, reentry="never", reentry_after_cutoff=None
+    )
+    assert run is not None
+    execution = (
+        f"{STATE_MACHINE_PREFIX.replace(':stateMachine:', ':execution:')}{workflow_id}:{cid}-{run.run}"
+    )
+    enrollments.started(cid, workflow_id, run.run, execution)
+    return run.run
+
+
+def record_event(cid: str, name: str, at: datetime, properties: dict[str, Any] | None = None) -> None:
+    """An event as intake stores it (what goals and rules read back)."""
+    from cairn.adapters.events import EventStore, NewEvent
+
+    EventStore(ttl=timedelta(days=400)).put_once(
+        NewEvent(
+            cid=cid,
+            message_id=str(uuid.uuid4()),
+            name=name,
+            timestamp=at,
+            received_at=at,
+            properties=properties or {},
+        )
+    )

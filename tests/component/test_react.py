@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
-
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from tests.component.conftest import FakeClock, Handler, cid_of, create_state_machines, load_event
 from tests.conftest import REGION, TABLES
+
+from cairn.adapters.contacts import ContactStore, Enrollment, EnrollmentStore
 
 
 @pytest.fixture
@@ -31,9 +34,7 @@ def execution_input(execution_arn: str) -> dict[str, Any]:
     return data
 
 
-def enrollment(user_id: str, workflow_id: str = "welcome-series") -> Any:
-    from cairn.adapters.contacts import EnrollmentStore
-
+def enrollment(user_id: str, workflow_id: str = "welcome-series") -> Enrollment | None:
     return EnrollmentStore().get(cid_of(user_id), workflow_id)
 
 
@@ -89,8 +90,6 @@ def test_a_replayed_record_starts_no_second_run(react: Handler, state_machines: 
 def test_an_event_older_than_max_age_updates_the_contact_but_starts_nothing(
     react: Handler, state_machines: dict[str, str]
 ) -> None:
-    from cairn.adapters.contacts import ContactStore
-
     response = react(load_event("react/event-insert-backfill.json"))
 
     assert response == {"batchItemFailures": []}
@@ -109,7 +108,9 @@ def test_a_record_delivered_after_max_age_starts_nothing(
     assert executions(state_machines["welcome-series"]) == []
 
 
-def test_an_event_no_workflow_listens_to_starts_nothing(react: Handler, state_machines: dict[str, str]) -> None:
+def test_an_event_no_workflow_listens_to_starts_nothing(
+    react: Handler, state_machines: dict[str, str]
+) -> None:
     event = load_event("react/event-insert.json")
     image(event)["name"] = {"S": "page_viewed"}
 
@@ -117,26 +118,36 @@ def test_an_event_no_workflow_listens_to_starts_nothing(react: Handler, state_ma
     assert executions(state_machines["welcome-series"]) == []
 
 
-def test_a_record_that_fails_is_reported_then_its_retry_starts_the_run_once(
+def test_a_record_that_fails_is_reported_alone_and_its_retry_starts_the_run_once(
     react: Handler, project: Any, aws: None
 ) -> None:
-    # Given no state machine yet: StartExecution fails for this record
-    event = load_event("react/event-insert.json")
-    sequence = event["Records"][0]["dynamodb"]["SequenceNumber"]
+    # Given a batch of two records, and no state machine yet: StartExecution fails for Ann's record
+    ann = load_event("react/event-insert.json")["Records"][0]
+    bob = copy.deepcopy(ann)
+    bob_image = bob["dynamodb"]["NewImage"]
+    bob_image["cid"] = bob["dynamodb"]["Keys"]["cid"] = {"S": cid_of("u-bob")}
+    bob_image["userId"] = {"S": "u-bob"}
+    bob_image["name"] = {"S": "page_viewed"}
+    bob["dynamodb"]["SequenceNumber"] = str(int(ann["dynamodb"]["SequenceNumber"]) - 1)
 
-    response = react(event)
+    response = react({"Records": [bob, ann]})
 
-    # Then the record is reported as failed (the stream retries it), not dropped
-    assert response == {"batchItemFailures": [{"itemIdentifier": sequence}]}
+    # Then only Ann's record is reported (the stream retries it), nothing is dropped
+    assert response == {"batchItemFailures": [{"itemIdentifier": ann["dynamodb"]["SequenceNumber"]}]}
     assert enrollment("u-ann").status == "starting"
 
     # When the state machine exists and the stream retries the record
     arns = create_state_machines(project)
-    response = react(load_event("react/event-insert.json"))
+    response = react({"Records": [ann]})
 
     # Then the run starts, once
     assert response == {"batchItemFailures": []}
     assert len(executions(arns["welcome-series"])) == 1
     assert enrollment("u-ann").status == "active"
-    assert react(load_event("react/event-insert.json")) == {"batchItemFailures": []}
+    assert react({"Records": [ann]}) == {"batchItemFailures": []}
     assert len(executions(arns["welcome-series"])) == 1
+
+
+def test_a_batch_whose_every_record_fails_raises_so_the_stream_retries_it(react: Handler, aws: None) -> None:
+    with pytest.raises(BatchProcessingError):
+        react(load_event("react/event-insert.json"))

@@ -131,7 +131,9 @@ def test_no_consent_no_email(local: LocalCairn) -> None:
         "POST", "/v1/identify", {"userId": "hal", "traits": {"email": "hal@example.com"}}, key=local.write_key
     )
     assert status == 200
-    local.request("POST", "/v1/track", {"userId": "hal", "event": "newsletter_subscribed"}, key=local.write_key)
+    local.request(
+        "POST", "/v1/track", {"userId": "hal", "event": "newsletter_subscribed"}, key=local.write_key
+    )
     local.advance(seconds=6 * DAY)
     assert sent_to(local, "hal@example.com") == []
     (run,) = local.executions()

@@ -36,7 +36,25 @@ def test_parse_duration_reads_each_unit_exactly(text: str, expected: timedelta) 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "0d", "01d", "1", "d", "1.5h", "-1d", "+1d", "1D", "1s", "1y", " 1d", "1d ", "1d\n", "1 d", "1dd", "١d"],
+    [
+        "",
+        "0d",
+        "01d",
+        "1",
+        "d",
+        "1.5h",
+        "-1d",
+        "+1d",
+        "1D",
+        "1s",
+        "1y",
+        " 1d",
+        "1d ",
+        "1d\n",
+        "1 d",
+        "1dd",
+        "\u0661d",  # an Arabic-Indic digit one
+    ],
 )
 def test_parse_duration_refuses_anything_off_the_pattern(text: str) -> None:
     with pytest.raises(DurationError, match="invalid duration"):
@@ -88,7 +106,9 @@ def test_format_duration_uses_the_largest_exact_unit(td: timedelta, expected: st
     assert format_duration(td) == expected
 
 
-@pytest.mark.parametrize("td", [timedelta(0), timedelta(minutes=-5), timedelta(seconds=30), timedelta(seconds=90)])
+@pytest.mark.parametrize(
+    "td", [timedelta(0), timedelta(minutes=-5), timedelta(seconds=30), timedelta(seconds=90)]
+)
 def test_format_duration_refuses_what_no_duration_can_say(td: timedelta) -> None:
     with pytest.raises(DurationError):
         format_duration(td)

@@ -25,7 +25,6 @@ from cairn.domain.rules import (
     AttributeCondition,
     ContactView,
     Dependencies,
-    EventCondition,
     EventRecord,
     PropertyCondition,
     Rule,
@@ -61,7 +60,9 @@ def view(
     segments: set[str] | None = None,
 ) -> ContactView:
     resolver = None if segments is None else segments.__contains__
-    return ContactView(dict(attributes or {}), frozenset(tags), dict(consent or {}), list(events), now, resolver)
+    return ContactView(
+        dict(attributes or {}), frozenset(tags), dict(consent or {}), list(events), now, resolver
+    )
 
 
 def holds(data: object, contact: ContactView | None = None) -> bool:
@@ -378,10 +379,19 @@ def test_future_events_count_only_without_within() -> None:
 
 
 def test_where_filters_on_properties() -> None:
-    events = [event("order_completed", category="hiking", total=30), event("order_completed", category="food")]
-    assert holds({"event": "order_completed", "where": {"property": "category", "eq": "hiking"}}, view(events=events))
-    assert not holds({"event": "order_completed", "where": {"property": "category", "eq": "Hiking"}}, view(events=events))
-    assert not holds({"event": "order_completed", "where": {"property": "colour", "exists": True}}, view(events=events))
+    events = [
+        event("order_completed", category="hiking", total=30),
+        event("order_completed", category="food"),
+    ]
+    assert holds(
+        {"event": "order_completed", "where": {"property": "category", "eq": "hiking"}}, view(events=events)
+    )
+    assert not holds(
+        {"event": "order_completed", "where": {"property": "category", "eq": "Hiking"}}, view(events=events)
+    )
+    assert not holds(
+        {"event": "order_completed", "where": {"property": "colour", "exists": True}}, view(events=events)
+    )
 
 
 def test_where_combines_with_all_any_not_and_lists() -> None:
@@ -421,7 +431,12 @@ def test_count_applies_within_and_where_together() -> None:
         event("order", timedelta(days=200), category="hiking"),
         event("order", timedelta(days=2), category="food"),
     ]
-    rule = {"event": "order", "where": {"property": "category", "eq": "hiking"}, "count": {"eq": 1}, "within": "180d"}
+    rule = {
+        "event": "order",
+        "where": {"property": "category", "eq": "hiking"},
+        "count": {"eq": 1},
+        "within": "180d",
+    }
     assert holds(rule, view(events=events))
 
 
@@ -463,7 +478,11 @@ def test_sum_is_independent_of_event_order() -> None:
 
 
 def test_first_and_last() -> None:
-    events = [event("order", timedelta(days=20)), event("order", timedelta(days=100)), event("other", timedelta(days=1))]
+    events = [
+        event("order", timedelta(days=20)),
+        event("order", timedelta(days=100)),
+        event("other", timedelta(days=1)),
+    ]
     assert holds({"event": "order", "last": {"before": "-14d"}}, view(events=events))
     assert not holds({"event": "order", "last": {"before": "-30d"}}, view(events=events))
     assert holds({"event": "order", "first": {"before": "-90d"}}, view(events=events))
@@ -479,7 +498,12 @@ def test_first_and_last_need_an_event() -> None:
 
 def test_conditions_of_one_event_all_hold() -> None:
     events = [event("order", timedelta(days=d), total=100) for d in (1, 2, 3)]
-    rule = {"event": "order", "count": {"gte": 3}, "sum": {"property": "total", "gte": 300}, "last": {"after": "-2d"}}
+    rule = {
+        "event": "order",
+        "count": {"gte": 3},
+        "sum": {"property": "total", "gte": 300},
+        "last": {"after": "-2d"},
+    }
     assert holds(rule, view(events=events))
     assert not holds({**rule, "count": {"gte": 4}}, view(events=events))
     assert not holds({**rule, "sum": {"property": "total", "gt": 300}}, view(events=events))
@@ -523,7 +547,9 @@ def test_the_design_example() -> None:
         segments={"newsletter-readers"},
     )
     assert holds(data, contact)
-    assert not holds(data, dataclasses.replace(contact, events=[*events, event("email_opened", timedelta(days=29))]))
+    assert not holds(
+        data, dataclasses.replace(contact, events=[*events, event("email_opened", timedelta(days=29))])
+    )
     assert not holds(data, dataclasses.replace(contact, attributes={"country": "ch", "age": 40}))
 
 
@@ -559,7 +585,7 @@ def test_parse_reports_every_problem_with_its_path() -> None:
             "unknown operator 'gtee': expected one of eq, ne, in, not_in, gt, gte, lt, lte, between, "
             "contains, starts_with, exists, before, after; did you mean 'gte'?",
         ),
-        ("rule.all[5].any[1].consent", "unknown channel the string 'fax': expected one of email, sms"),
+        ("rule.all[5].any[1].consent", "unknown channel 'fax': expected one of email, sms"),
         (
             "rule.all[6].not.event.where.property.eq",
             "is empty (null); use exists: false to test for a missing value",
@@ -576,14 +602,22 @@ def test_rule_error_lists_problems_in_its_message() -> None:
         "  audience.all[0].tag: must be a non-empty tag name; got the number 1\n"
         "  audience.all[1].segment: must be a non-empty segment name; got the string ''"
     )
-    assert str(caught.value.problems[0]) == "audience.all[0].tag: must be a non-empty tag name; got the number 1"
-    assert caught.value.problems[0] == RuleProblem("audience.all[0].tag", "must be a non-empty tag name; got the number 1")
+    assert (
+        str(caught.value.problems[0]) == "audience.all[0].tag: must be a non-empty tag name; got the number 1"
+    )
+    assert caught.value.problems[0] == RuleProblem(
+        "audience.all[0].tag", "must be a non-empty tag name; got the number 1"
+    )
 
 
 @pytest.mark.parametrize(
     ("data", "path", "message"),
     [
-        (None, "rule", "must be a mapping with one of attribute, tag, consent, segment, event, all, any, not"),
+        (
+            None,
+            "rule",
+            "must be a mapping with one of attribute, tag, consent, segment, event, all, any, not",
+        ),
         ([{"tag": "a"}], "rule", "must be a mapping"),
         ("vip", "rule", "must be a mapping"),
         ({}, "rule", "unknown condition (no keys)"),
@@ -597,23 +631,43 @@ def test_rule_error_lists_problems_in_its_message() -> None:
         ({"not": {"tag": "a"}, "why": 1}, "rule.why", "unknown key 'why' next to 'not'"),
         ({"attribute": "", "eq": 1}, "rule.attribute", "must be a non-empty attribute name"),
         ({"attribute": "a"}, "rule.attribute", "needs an operator"),
-        ({"attribute": "a", "eq": [1]}, "rule.attribute.eq", "must be a string, a number or true/false; got a list"),
+        (
+            {"attribute": "a", "eq": [1]},
+            "rule.attribute.eq",
+            "must be a string, a number or true/false; got a list",
+        ),
         ({"attribute": "a", "eq": date(2024, 1, 1)}, "rule.attribute.eq", "quote it"),
         ({"attribute": "a", "eq": float("nan")}, "rule.attribute.eq", "must be a finite number"),
         ({"attribute": "a", "in": []}, "rule.attribute.in", "must list at least one value"),
         ({"attribute": "a", "in": [1, None]}, "rule.attribute.in[1]", "is empty (null)"),
-        ({"attribute": "a", "not_in": ["DE", "AT", False]}, "rule.attribute.not_in", "YAML reads them as booleans"),
+        (
+            {"attribute": "a", "not_in": ["DE", "AT", False]},
+            "rule.attribute.not_in",
+            "YAML reads them as booleans",
+        ),
         ({"attribute": "a", "gt": date(2024, 1, 1)}, "rule.attribute.gt", "dates compare with before/after"),
         ({"attribute": "a", "between": "1-3"}, "rule.attribute.between", "must be a list of values"),
         ({"attribute": "a", "between": [1, 2, 3]}, "rule.attribute.between", "got 3 values"),
-        ({"attribute": "a", "between": [1, "z"]}, "rule.attribute.between", "both be numbers or both be strings"),
+        (
+            {"attribute": "a", "between": [1, "z"]},
+            "rule.attribute.between",
+            "both be numbers or both be strings",
+        ),
         ({"attribute": "a", "between": [5, 1]}, "rule.attribute.between", "low 5 is greater than high 1"),
-        ({"attribute": "a", "between": [1, False]}, "rule.attribute.between[1]", "must be a number or a string"),
+        (
+            {"attribute": "a", "between": [1, False]},
+            "rule.attribute.between[1]",
+            "must be a number or a string",
+        ),
         ({"attribute": "a", "starts_with": 1}, "rule.attribute.starts_with", "must be a string"),
         ({"attribute": "a", "exists": "yes"}, "rule.attribute.exists", "must be true or false"),
         ({"attribute": "a", "before": "last week"}, "rule.attribute.before", "is not a time"),
         ({"attribute": "a", "before": "30d"}, "rule.attribute.before", "is not a time"),
-        ({"attribute": "a", "before": "-30 days"}, "rule.attribute.before", "invalid relative time '-30 days'"),
+        (
+            {"attribute": "a", "before": "-30 days"},
+            "rule.attribute.before",
+            "invalid relative time '-30 days'",
+        ),
         ({"attribute": "a", "after": "-40000w"}, "rule.attribute.after", "exceeds the limit"),
         ({"attribute": "a", "after": 20240101}, "rule.attribute.after", "must be a date or a relative time"),
         ({"event": ""}, "rule.event", "must be a non-empty event name"),
@@ -622,12 +676,20 @@ def test_rule_error_lists_problems_in_its_message() -> None:
         ({"event": "x", "count": {"gte": -1}}, "rule.event.count.gte", "must be a whole number >= 0"),
         ({"event": "x", "count": {"gte": 1.5}}, "rule.event.count.gte", "must be a whole number >= 0"),
         ({"event": "x", "count": {"gte": True}}, "rule.event.count.gte", "must be a whole number >= 0"),
-        ({"event": "x", "count": {"contains": 1}}, "rule.event.count.contains", "unknown operator 'contains'"),
+        (
+            {"event": "x", "count": {"contains": 1}},
+            "rule.event.count.contains",
+            "unknown operator 'contains'",
+        ),
         ({"event": "x", "count": {}}, "rule.event.count", "needs an operator"),
         ({"event": "x", "count": {"between": [3, 1]}}, "rule.event.count.between", "greater than high"),
         ({"event": "x", "sum": {"gte": 1}}, "rule.event.sum", "needs the property to add up"),
         ({"event": "x", "sum": {"property": "t", "gte": "1"}}, "rule.event.sum.gte", "must be a number"),
-        ({"event": "x", "sum": {"property": 3, "gte": 1}}, "rule.event.sum.property", "non-empty property name"),
+        (
+            {"event": "x", "sum": {"property": 3, "gte": 1}},
+            "rule.event.sum.property",
+            "non-empty property name",
+        ),
         ({"event": "x", "first": {"before": "-1d", "after": "-2d"}}, "rule.event.first", "has 2 operators"),
         ({"event": "x", "last": "-1d"}, "rule.event.last", "must be a mapping like {after: '-30d'}"),
         ({"event": "x", "where": {"attribute": "a", "eq": 1}}, "rule.event.where", "event properties only"),
@@ -687,8 +749,18 @@ def test_dump_writes_the_yaml_shape() -> None:
             {"attribute": "renewal", "before": "+2w"},
             {"attribute": "born", "before": "2000-01-01"},
             {"attribute": "seen", "after": "2024-01-01T10:00:00+02:00"},
-            {"event": "order", "where": [{"property": "p", "eq": 1}], "within": "168h", "count": {"between": [1, 2]}},
-            {"event": "order", "sum": {"property": "total", "gte": 200}, "first": {"after": "-1w"}, "last": {"before": "-60m"}},
+            {
+                "event": "order",
+                "where": [{"property": "p", "eq": 1}],
+                "within": "168h",
+                "count": {"between": [1, 2]},
+            },
+            {
+                "event": "order",
+                "sum": {"property": "total", "gte": 200},
+                "first": {"after": "-1w"},
+                "last": {"before": "-60m"},
+            },
             {"not": {"any": [{"tag": "x"}, {"segment": "s"}, {"consent": "sms"}]}},
         ]
     }
@@ -700,8 +772,18 @@ def test_dump_writes_the_yaml_shape() -> None:
             {"attribute": "renewal", "before": "+2w"},
             {"attribute": "born", "before": "2000-01-01"},
             {"attribute": "seen", "after": "2024-01-01T08:00:00Z"},
-            {"event": "order", "where": {"all": [{"property": "p", "eq": 1}]}, "within": "1w", "count": {"between": [1, 2]}},
-            {"event": "order", "sum": {"property": "total", "gte": 200}, "first": {"after": "-1w"}, "last": {"before": "-1h"}},
+            {
+                "event": "order",
+                "where": {"all": [{"property": "p", "eq": 1}]},
+                "within": "1w",
+                "count": {"between": [1, 2]},
+            },
+            {
+                "event": "order",
+                "sum": {"property": "total", "gte": 200},
+                "first": {"after": "-1w"},
+                "last": {"before": "-1h"},
+            },
             {"not": {"any": [{"tag": "x"}, {"segment": "s"}, {"consent": "sms"}]}},
         ]
     }
@@ -729,7 +811,9 @@ class _Workflow(pydantic.BaseModel):
 
 
 def test_rule_as_a_pydantic_field_reads_and_writes_the_yaml_shape() -> None:
-    model = _Workflow.model_validate({"audience": {"all": [{"tag": "x"}, {"attribute": "a", "after": "-7d"}]}})
+    model = _Workflow.model_validate(
+        {"audience": {"all": [{"tag": "x"}, {"attribute": "a", "after": "-7d"}]}}
+    )
     assert isinstance(model.audience, AllRule)
     assert model.model_dump() == {"audience": {"all": [{"tag": "x"}, {"attribute": "a", "after": "-1w"}]}}
     assert _Workflow.model_validate_json(model.model_dump_json()) == model
@@ -813,7 +897,9 @@ def test_next_time_change_when_the_last_event_leaves_the_window() -> None:
 
 def test_next_time_change_when_a_future_event_enters_the_window() -> None:
     rule = parse_rule({"not": {"event": "webinar", "within": "1h"}})
-    assert next_time_change(rule, view(events=[event("webinar", -timedelta(hours=5))])) == NOW + timedelta(hours=5)
+    assert next_time_change(rule, view(events=[event("webinar", -timedelta(hours=5))])) == NOW + timedelta(
+        hours=5
+    )
 
 
 def test_next_time_change_for_counts_steps_through_the_window() -> None:
@@ -841,14 +927,18 @@ def test_next_time_change_is_exact_not_merely_possible() -> None:
 
 def test_next_time_change_ignores_rules_that_do_not_depend_on_time() -> None:
     rule = parse_rule({"all": [{"attribute": "born", "before": "2000-01-01"}, {"event": "a"}]})
-    assert next_time_change(rule, view({"born": "1990-01-01"}, events=[event("a", -timedelta(days=1))])) is None
+    assert (
+        next_time_change(rule, view({"born": "1990-01-01"}, events=[event("a", -timedelta(days=1))])) is None
+    )
 
 
 def test_next_time_change_without_a_segment_resolver_falls_back_to_the_first_candidate() -> None:
     rule = parse_rule({"all": [{"segment": "s"}, {"event": "a", "within": "1d"}]})
     contact = view(events=[event("a", timedelta(hours=h)) for h in (1, 2)])
     assert next_time_change(rule, contact) == NOW + timedelta(hours=22)
-    assert next_time_change(rule, dataclasses.replace(contact, segment=lambda s: True)) == NOW + timedelta(hours=23)
+    assert next_time_change(rule, dataclasses.replace(contact, segment=lambda s: True)) == NOW + timedelta(
+        hours=23
+    )
 
 
 # --------------------------------------------------------------------------- contact view
@@ -887,7 +977,11 @@ def test_a_compiled_rule_is_reusable_across_contacts() -> None:
 def test_the_domain_stays_pure() -> None:
     banned = {"boto3", "botocore", "pynamodb", "aws_lambda_powertools"}
     for module in (rules, rules.parse_duration.__module__):
-        path = Path(module.__file__) if not isinstance(module, str) else Path(rules.__file__).with_name("durations.py")
+        path = (
+            Path(module.__file__)
+            if not isinstance(module, str)
+            else Path(rules.__file__).with_name("durations.py")
+        )
         tree = ast.parse(path.read_text())
         imported = {
             (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name

@@ -112,8 +112,10 @@ class ContactStore:
         if self.get(cid) is None:
             self.merge_traits(cid, {}, now=now, user_id=user_id)
 
-    def set_consent(self, cid: str, channel: str, status: str, source: str, *, now: datetime) -> Profile:
-        self.ensure(cid, now=now)
+    def set_consent(
+        self, cid: str, channel: str, status: str, source: str, *, now: datetime, user_id: str | None = None
+    ) -> Profile:
+        self.ensure(cid, now=now, user_id=user_id)  # a contact created here keeps its userId
         item = ContactItem(cid, PROFILE)
         item.update(
             actions=[

@@ -37,6 +37,9 @@ def build_app(service: Intake, lookup_key: Callable[[str], ApiKey | None]) -> AP
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(MalformedRequest("the body is not valid JSON"))
+        if any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            # No body, or JSON that is not an object: the body as a whole is malformed (400), not a field.
+            return error_response(MalformedRequest("the body must be a JSON object"))
         details = [
             FieldProblem(_field(tuple(e.get("loc", ()))), str(e.get("msg", "invalid"))) for e in errors
         ]

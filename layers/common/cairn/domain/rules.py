@@ -19,7 +19,6 @@ Value semantics, shared by attributes (``{attribute: ...}``) and event propertie
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,17 +114,27 @@ _COLLECTIONS: Final = (list, tuple, set, frozenset)
 
 
 class _Node(BaseModel):
-    """A rule node: immutable; equal when it dumps to the same data, types included."""
+    """A rule node: immutable; equal when its fields are, value types included (1, 1.0, true differ)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _Node):
             return NotImplemented
-        return type(self) is type(other) and _canonical(self) == _canonical(other)
+        return _key(self) == _key(other)
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, _canonical(self)))
+        return hash(_key(self))
+
+
+def _key(value: Any) -> Any:
+    """A hashable key that tells apart values Python finds equal across types."""
+    if isinstance(value, _Node):
+        fields = type(value).model_fields
+        return (type(value).__name__, *((name, _key(getattr(value, name))) for name in fields))
+    if isinstance(value, tuple):
+        return ("tuple", *(_key(v) for v in value))
+    return (type(value).__name__, value)
 
 
 class AttributeCondition(_Node):
@@ -503,7 +512,7 @@ class _Parser:
         value = data[kind]
         if kind == "consent":
             if value not in CHANNELS:
-                self.add(base, f"unknown channel {_describe(value)}: expected one of {', '.join(CHANNELS)}")
+                self.add(base, f"unknown channel {value!r}: expected one of {', '.join(CHANNELS)}")
                 return None
             return ConsentCondition(consent=value) if ok else None
         if not _is_name(value):
@@ -841,10 +850,6 @@ def _dump(node: _Node) -> dict[str, Any]:
                 out[key] = _dump(part)
         return out
     raise TypeError(f"not a rule node: {node!r}")
-
-
-def _canonical(node: _Node) -> str:
-    return json.dumps(_dump(node), sort_keys=True)
 
 
 # --------------------------------------------------------------------------- contact view

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from cairn.domain import durations, rules
 from cairn.domain.yamlsource import Problem, line_of, plain
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+# Each part starts with a letter, so the CloudFormation logical id ("Wf" + CamelCase) is unique per id.
+ID_RE = re.compile(r"^(?=.{1,48}$)[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$")
 STEP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # State names the compiler uses for a run's ends; a step id may not take them.
 RESERVED_STATES = frozenset(
@@ -228,7 +229,11 @@ def validate(raw: Any, file: str, catalog: Catalog) -> tuple[Workflow | None, li
         problems.append(Problem(file, line_of(raw, loc), message, step))
 
     if not ID_RE.match(wf.id):
-        add(("id",), "id must be lower-case letters, digits and '-', at most 48 characters")
+        add(
+            ("id",),
+            "id must be lower-case words of letters and digits joined by single '-', each starting "
+            "with a letter (e.g. black-friday-y2026), at most 48 characters",
+        )
     expected = file.rsplit("/", 1)[-1].split(".", 1)[0]
     if file.endswith((".yaml", ".yml")) and expected != wf.id:
         add(("id",), f"id '{wf.id}' must match the file name '{expected}'")

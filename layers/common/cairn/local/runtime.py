@@ -70,6 +70,7 @@ class LocalCairn:
         self._mock: Any = None
         self._tmp = tempfile.TemporaryDirectory(prefix="cairn-local-")
         self._saved_env: dict[str, str | None] = {}
+        self._saved_tables: dict[Any, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LocalCairn:
@@ -130,6 +131,9 @@ class LocalCairn:
             self._mock.stop()
             self._mock = None
         aws.reset()
+        for model, table in self._saved_tables.items():
+            model.Meta.table_name = table
+            model._connection = None
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -168,6 +172,7 @@ class LocalCairn:
             tables.KeyItem: "KEYS_TABLE",
         }
         for model, var in per_model.items():
+            self._saved_tables.setdefault(model, model.Meta.table_name)  # type: ignore[attr-defined]
             model.Meta.table_name = names[var]  # type: ignore[attr-defined]
             model._connection = None
 

@@ -136,7 +136,9 @@ class Intake:
 
     def set_subscription(self, key: ApiKey, user_id: str, channel: str, body: SubscriptionIn) -> ContactOut:
         cid = self.cid(user_id, None)
-        profile = self.rt.contacts.set_consent(cid, channel, body.status, body.source, now=clock.now())
+        profile = self.rt.contacts.set_consent(
+            cid, channel, body.status, body.source, now=clock.now(), user_id=user_id
+        )
         return contact_out(profile)
 
     def get_contact(self, user_id: str) -> Profile | None:

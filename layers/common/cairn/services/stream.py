@@ -59,3 +59,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | set | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+class HaltedAfterFailure(Exception):
+    """A record after a failed one in the same batch: reported failed unprocessed, so that Lambda retries
+    the batch from the first failure with every later record still in order."""
+
+
+class InOrder:
+    """A record handler for one batch that stops at the first failure (Powertools would go on)."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.reactor = reactor
+        self.failed = False
+
+    def __call__(self, record: DynamoDBRecord) -> None:
+        if self.failed:
+            raise HaltedAfterFailure("an earlier record of this batch failed")
+        try:
+            route_record(self.reactor, record)
+        except Exception:
+            self.failed = True
+            raise
