@@ -8,13 +8,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cairn.api.app import build_app
 from cairn.bootstrap import runtime
-from cairn.services.intake import Intake
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 rt = runtime()
-app = build_app(Intake(rt), rt.keys.lookup)
+app = build_app(rt)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -11,8 +9,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from cairn.api.auth import Auth
 from cairn.api.responses import error_response
 from cairn.api.routes import contacts, intake
+from cairn.bootstrap import Runtime
 from cairn.domain.errors import CairnError, FieldProblem, MalformedRequest, NotFound, ValidationFailed
-from cairn.domain.keys import ApiKey
 from cairn.services.intake import Intake
 
 logger = Logger(child=True)
@@ -23,10 +21,12 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def build_app(service: Intake, lookup_key: Callable[[str], ApiKey | None]) -> APIGatewayHttpResolver:
+def build_app(rt: Runtime) -> APIGatewayHttpResolver:
+    """The resolver with every route module registered; services are built lazily from `rt`."""
     app = APIGatewayHttpResolver(enable_validation=True)
     app.enable_swagger(path="/docs", title="Cairn API", version="1")
-    auth = Auth(app, lookup_key)
+    auth = Auth(app, rt.keys.lookup)
+    service = Intake(rt)
 
     @app.exception_handler(CairnError)
     def _cairn_error(exc: CairnError) -> Response[str]:
@@ -53,6 +53,7 @@ def build_app(service: Intake, lookup_key: Callable[[str], ApiKey | None]) -> AP
     def openapi() -> Response[str]:
         return Response(200, "application/json", app.get_openapi_json_schema(title="Cairn API", version="1"))
 
+    # One line per route module: each registers its routes on `app` (see cairn/api/routes/).
     intake.register(app, auth, service)
     contacts.register(app, auth, service)
     return app
