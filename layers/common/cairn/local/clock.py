@@ -12,6 +12,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,33 @@ class _Timer:
     seq: int
     park: Park = field(compare=False)
     counted: bool = field(compare=False, default=True)
+
+
+class _Call:
+    """A park-like entry that runs a callback (a schedule firing) in its own thread when woken."""
+
+    def __init__(self, clock: VirtualClock, callback: Callable[[datetime], None], due: datetime) -> None:
+        self.clock = clock
+        self.callback = callback
+        self.due = due
+        self.parked = True
+        self.timed_out = False
+
+    def wake(self, *, timed_out: bool = False) -> bool:
+        with self.clock.lock:
+            if not self.parked:
+                return False
+            self.parked = False
+            self.clock._busy += 1
+
+        def run() -> None:
+            try:
+                self.callback(self.due)
+            finally:
+                self.clock.leave()
+
+        threading.Thread(target=run, name="cairn-schedule", daemon=True).start()
+        return True
 
 
 class Park:
@@ -87,6 +115,12 @@ class VirtualClock:
             if self._busy <= 0:
                 self.lock.notify_all()
         return park
+
+    def call_at(self, due: datetime, callback: Callable[[datetime], None]) -> None:
+        """Run `callback(due)` in a new thread when the clock reaches `due` (counted as fired)."""
+        with self.lock:
+            entry = _Call(self, callback, due)
+            heapq.heappush(self._timers, _Timer(due, next(self._seq), entry, True))  # type: ignore[arg-type]
 
     def wait(self, park: Park, *also: threading.Event) -> bool:
         """Block until woken; True if woken by the timer. `also` are events that wake it too."""

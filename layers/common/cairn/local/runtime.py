@@ -19,6 +19,7 @@ from cairn.local import patches
 from cairn.local.cfn import load_template_text
 from cairn.local.clock import VirtualClock
 from cairn.local.lambdas import FunctionHost
+from cairn.local.schedules import Scheduler, ses_event
 from cairn.local.stack import ACCOUNT, REGION, LocalStack, build
 from cairn.local.streams import StreamDispatcher
 from cairn.project import CompiledProject, load_project, nested_template
@@ -64,6 +65,7 @@ class LocalCairn:
         self.clock = VirtualClock(start_time)
         self.host = FunctionHost(self.clock)
         self.streams = StreamDispatcher(self.clock, self.host)
+        self.scheduler = Scheduler(self.clock, self.host)
         self.log_level = log_level
         self.project: CompiledProject | None = None
         self.stack: LocalStack | None = None
@@ -99,6 +101,7 @@ class LocalCairn:
             nested=nested,
             host=self.host,
             streams=self.streams,
+            scheduler=self.scheduler,
             overrides={
                 "SendingDomain": sender.rsplit("@", 1)[1],
                 "SenderEmail": sender,
@@ -115,6 +118,7 @@ class LocalCairn:
         self._setenv(self.stack.env)
         self._point_models_at_tables()
         self.streams.start()
+        self.scheduler.start()
         from cairn.adapters.keys import KeyStore
         from cairn.domain.keys import KeyKind
 
@@ -255,6 +259,27 @@ class LocalCairn:
 
     def settle(self) -> dict[str, Any]:
         return self.advance(0)
+
+    def feedback(self, message_id: str, kind: str) -> int:
+        """Publish what SES would report for a sent email (moto produces none); returns deliveries."""
+        from cairn.adapters.tables import MessageItem
+
+        if kind not in ("delivery", "open", "click", "bounce", "complaint"):
+            raise ValueError("type must be delivery, open, click, bounce or complaint")
+        sent = [m for m in self.outbox() if m["id"] == message_id and m["channel"] == "email"]
+        if not sent:
+            raise LookupError("no sent email with that messageId")
+        item = next(MessageItem.scan(MessageItem.message_id == message_id))
+        event = ses_event(
+            kind,
+            provider_id=str(item.provider_id),
+            message_id=message_id,
+            recipient=sent[0]["to"],
+            at=self.clock.now(),
+        )
+        delivered = self.scheduler.publish(event)
+        self.settle()
+        return delivered
 
     # -- what happened -----------------------------------------------------------------------
     def outbox(self, since: datetime | None = None) -> list[dict[str, Any]]:

@@ -60,6 +60,17 @@ class App:
         if path == "/_local/outbox" and request.method == "GET":
             since = request.args.get("since")
             return _json(200, self.local.outbox(_time(since) if since else None))
+        if path == "/_local/feedback" and request.method == "POST":
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or not body.get("messageId") or not body.get("type"):
+                return _error(400, "malformed_request", 'send {"messageId": ..., "type": ...}', "messageId")
+            try:
+                delivered = self.local.feedback(str(body["messageId"]), str(body["type"]))
+            except LookupError as exc:
+                return _error(404, "not_found", str(exc), "messageId")
+            except ValueError as exc:
+                return _error(422, "validation_failed", str(exc), "type")
+            return _json(200, {"delivered": delivered})
         if path == "/_local/executions" and request.method == "GET":
             return _json(200, self.local.executions())
         if path.startswith("/_local/"):

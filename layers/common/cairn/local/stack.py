@@ -13,6 +13,7 @@ from typing import Any
 from cairn.adapters.aws import client
 from cairn.local.cfn import Resolver, load_template
 from cairn.local.lambdas import FunctionHost, LocalFunction
+from cairn.local.schedules import Rule, Schedule, Scheduler, parse_rate
 from cairn.local.streams import Mapping, StreamDispatcher
 
 STACK = "cairn-local"
@@ -33,6 +34,7 @@ class LocalStack:
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     functions: dict[str, LocalFunction] = field(default_factory=dict)  # logical id -> function
     state_machines: dict[str, str] = field(default_factory=dict)  # workflow id -> ARN
+    machines: dict[str, str] = field(default_factory=dict)  # stack-level state machines: logical id -> ARN
     env: dict[str, str] = field(default_factory=dict)
     sender_domain: str = ""
 
@@ -78,6 +80,7 @@ def build(
     nested: dict[str, Any],
     host: FunctionHost,
     streams: StreamDispatcher,
+    scheduler: Scheduler,
     overrides: dict[str, str],
     env_overrides: dict[str, str],
 ) -> LocalStack:
@@ -152,13 +155,40 @@ def build(
         host.register(fn)
         stack.functions[lid] = fn
         for event in (props.get("Events") or {}).values():
-            if event.get("Type") != "DynamoDB":
+            kind = event.get("Type")
+            if kind in ("Schedule", "ScheduleV2"):
+                ev = resolver.resolve(event["Properties"])
+                expression = ev.get("Schedule") or ev.get("ScheduleExpression")
+                payload = json.loads(ev["Input"]) if ev.get("Input") else None
+                scheduler.add_schedule(Schedule(name, parse_rate(str(expression)), payload))
+                continue
+            if kind in ("EventBridgeRule", "CloudWatchEvent"):
+                ev = resolver.resolve(event["Properties"])
+                scheduler.add_rule(Rule(name, ev.get("Pattern") or {}))
+                continue
+            if kind != "DynamoDB":
                 continue
             ev = resolver.resolve(event["Properties"])
             table = str(ev["Stream"]).split(":table/", 1)[1].split("/", 1)[0]
             filters = [json.loads(f["Pattern"]) for f in (ev.get("FilterCriteria") or {}).get("Filters", [])]
             streams.add_mapping(Mapping(table, name, int(ev.get("BatchSize", 100)), filters))
     stack.env = merged_env
+
+    for lid, res in of_type("AWS::Serverless::StateMachine"):
+        # Stack-level state machines (not workflows), e.g. segment builds. A `<file>.local.asl.json`
+        # beside the definition replaces it locally where moto lacks a feature (Distributed Map).
+        props = resolver.resolve(res["Properties"])
+        path = root / str(props["DefinitionUri"])
+        local_variant = path.with_name(path.name.replace(".asl.json", ".local.asl.json"))
+        text = (local_variant if local_variant.exists() else path).read_text(encoding="utf-8")
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            text = text.replace("${" + key + "}", str(value))
+        name = str(props.get("Name") or f"{STACK}-{lid}")
+        arn = client("stepfunctions").create_state_machine(
+            name=name, definition=text, roleArn=role, type="STANDARD"
+        )["stateMachineArn"]
+        resolver.refs[lid] = arn
+        stack.machines[lid] = arn
 
     for lid, res in of_type("AWS::Serverless::Application"):
         # The workflows' nested template, as `cairn compile` would write it now (not the file on disk:
