@@ -128,6 +128,10 @@ def build(
     global_env = resolver.resolve((globals_fn.get("Environment") or {}).get("Variables") or {})
     code = _zip()
     functions = of_type("AWS::Serverless::Function")
+    for lid, res in of_type("AWS::Serverless::StateMachine"):  # ARNs are known before creation
+        sm_name = resolver.resolve(res["Properties"].get("Name")) or f"{STACK}-{lid}"
+        resolver.refs[lid] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{sm_name}"
+        resolver.attrs[(lid, "Name")] = sm_name
     for lid, _res in functions:  # names first: environments may refer to any function
         resolver.refs[lid] = f"{STACK}-{lid}"
         resolver.attrs[(lid, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{lid}"
