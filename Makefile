@@ -58,10 +58,7 @@ bench: install ## benchmarks (ratios measured in one run)
 	$(BIN)/python -m bench
 
 build: $(SAM) install ## sam build (needs a Python 3.13: PATH or pyenv)
-	@py=$$(command -v python3.13 || true); \
-	if [ -z "$$py" ] && command -v pyenv >/dev/null; then py=$$(PYENV_VERSION=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) pyenv which python3.13 2>/dev/null || true); fi; \
-	if [ -z "$$py" ]; then echo "make build needs Python 3.13 (the Lambda runtime): install it (pyenv install 3.13) and retry"; exit 1; fi; \
-	echo "using $$py"; \
+	@py=$$(scripts/find-python313.sh) || exit 1; echo "sam build with $$py"; \
 	$(BIN)/cairn compile && PATH="$$(dirname $$py):$$PATH" $(SAM) build
 
 deploy: build ## sam deploy (guided the first time)
