@@ -85,19 +85,7 @@ def _point_models_at_test_tables() -> None:
     re-pointed them since. Point them back at this run's tables."""
     from cairn.adapters import tables
 
-    per_model = {
-        tables.ContactItem: "CONTACTS_TABLE",
-        tables.EnrollmentItem: "CONTACTS_TABLE",
-        tables.RunItem: "CONTACTS_TABLE",
-        tables.MessageItem: "CONTACTS_TABLE",
-        tables.EventItem: "EVENTS_TABLE",
-        tables.IdentityItem: "IDENTITIES_TABLE",
-        tables.KeyItem: "KEYS_TABLE",
-    }
-    for model, var in per_model.items():
-        if model.Meta.table_name != TABLES[var]:
-            model.Meta.table_name = TABLES[var]
-            model._connection = None
+    tables.bind_tables(TABLES)
 
 
 @pytest.fixture

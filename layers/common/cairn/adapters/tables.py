@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from pynamodb.attributes import (
     MapAttribute,
@@ -34,6 +35,7 @@ class ContactItem(_Base):
 
     class Meta(_Base.Meta):
         table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default=PROFILE)
@@ -56,6 +58,7 @@ class EnrollmentItem(_Base):
 
     class Meta(_Base.Meta):
         table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -81,6 +84,7 @@ class RunItem(_Base):
 
     class Meta(_Base.Meta):
         table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -102,6 +106,7 @@ class MessageItem(_Base):
 
     class Meta(_Base.Meta):
         table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -137,6 +142,7 @@ class EventItem(_Base):
 
     class Meta(_Base.Meta):
         table_name = _table("EVENTS_TABLE", "cairn-events")
+        table_env = "EVENTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     mid = UnicodeAttribute(range_key=True)
@@ -154,6 +160,7 @@ class EventItem(_Base):
 class IdentityItem(_Base):
     class Meta(_Base.Meta):
         table_name = _table("IDENTITIES_TABLE", "cairn-identities")
+        table_env = "IDENTITIES_TABLE"
 
     key = UnicodeAttribute(hash_key=True)
     cid = UnicodeAttribute()
@@ -162,6 +169,7 @@ class IdentityItem(_Base):
 class KeyItem(_Base):
     class Meta(_Base.Meta):
         table_name = _table("KEYS_TABLE", "cairn-keys")
+        table_env = "KEYS_TABLE"
 
     key_hash = UnicodeAttribute(hash_key=True, attr_name="keyHash")
     kind = UnicodeAttribute()
@@ -171,3 +179,29 @@ class KeyItem(_Base):
 
 
 ALL_MODELS: tuple[type[Model], ...] = (ContactItem, EventItem, IdentityItem, KeyItem)
+
+
+def bound_models() -> list[type[Model]]:
+    """Every concrete model (one per item type; several may share a table). A new model declares
+    `Meta.table_env`, the environment variable naming its table, and is found here."""
+    found: list[type[Model]] = []
+    pending: list[type[Model]] = list(_Base.__subclasses__())
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if getattr(model.Meta, "table_env", None):
+            found.append(model)
+    return found
+
+
+def bind_tables(names: Mapping[str, str]) -> dict[type[Model], str]:
+    """Point every model at the table `names[Meta.table_env]` (pynamodb reads table names at import);
+    returns the previous names, for putting them back."""
+    previous: dict[type[Model], str] = {}
+    for model in bound_models():
+        table = names.get(model.Meta.table_env)  # type: ignore[attr-defined]
+        if table and model.Meta.table_name != table:  # type: ignore[attr-defined]
+            previous[model] = model.Meta.table_name  # type: ignore[attr-defined]
+            model.Meta.table_name = table  # type: ignore[attr-defined]
+            model._connection = None
+    return previous

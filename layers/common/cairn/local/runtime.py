@@ -160,25 +160,8 @@ class LocalCairn:
         """pynamodb reads table names when its models are imported; point them at this stack's tables."""
         from cairn.adapters import tables
 
-        names = {
-            "CONTACTS_TABLE": os.environ["CONTACTS_TABLE"],
-            "EVENTS_TABLE": os.environ["EVENTS_TABLE"],
-            "IDENTITIES_TABLE": os.environ["IDENTITIES_TABLE"],
-            "KEYS_TABLE": os.environ["KEYS_TABLE"],
-        }
-        per_model = {
-            tables.ContactItem: "CONTACTS_TABLE",
-            tables.EnrollmentItem: "CONTACTS_TABLE",
-            tables.RunItem: "CONTACTS_TABLE",
-            tables.MessageItem: "CONTACTS_TABLE",
-            tables.EventItem: "EVENTS_TABLE",
-            tables.IdentityItem: "IDENTITIES_TABLE",
-            tables.KeyItem: "KEYS_TABLE",
-        }
-        for model, var in per_model.items():
-            self._saved_tables.setdefault(model, model.Meta.table_name)  # type: ignore[attr-defined]
-            model.Meta.table_name = names[var]  # type: ignore[attr-defined]
-            model._connection = None
+        for model, table in tables.bind_tables(os.environ).items():
+            self._saved_tables.setdefault(model, table)
 
     # -- the HTTP API, in-process ------------------------------------------------------------
     def request(
