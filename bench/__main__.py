@@ -9,6 +9,11 @@ from rich.table import Table
 
 from bench.calls import calls_per_track
 from bench.coldstart import cold_import
+from bench.handler_cpu import rows as trigger_rows
+from bench.render import rows as sending_rows
+from bench.rules import rows as rule_rows
+from bench.segments import rows as segment_rows
+from bench.transitions import rows as transition_rows
 
 
 def main() -> None:
@@ -36,6 +41,16 @@ def main() -> None:
         f"median of {cold['rounds']} fresh processes each: trigger {cold['trigger_s'] * 1000:.0f} ms, "
         f"boto3 {cold['boto3_s'] * 1000:.0f} ms",
     )
+    for row in trigger_rows():  # calls per 500-item batch; trigger CPU per track (bench/handler_cpu.py)
+        table.add_row(*row)
+    for row in sending_rows():  # render cost vs bare Jinja2; AWS calls per message sent (bench/render.py)
+        table.add_row(*row)
+    for row in rule_rows():  # compiled rules vs the tree walk (bench/rules.py)
+        table.add_row(*row)
+    for row in segment_rows():  # work per change, builds, the 1M-contact model (bench/segments.py)
+        table.add_row(*row)
+    for row in transition_rows():  # Step Functions transitions per message and journey (bench/transitions.py)
+        table.add_row(*row)
     console.print(table)
 
 

@@ -24,6 +24,8 @@ TABLES = {
     "EVENTS_TABLE": f"{STACK}-events",
     "IDENTITIES_TABLE": f"{STACK}-identities",
     "KEYS_TABLE": f"{STACK}-keys",
+    "STATS_TABLE": f"{STACK}-stats",
+    "SEGMENTS_TABLE": f"{STACK}-segments",
 }
 SECRET = "test-hmac-secret-not-for-production"
 SENDER_EMAIL = "hello@mail.trailhead.example"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import timedelta
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -14,6 +16,7 @@ from tests.component.conftest import FakeClock, Handler, cid_of, create_state_ma
 from tests.conftest import REGION, TABLES
 
 from cairn.adapters.contacts import ContactStore, Enrollment, EnrollmentStore
+from cairn.adapters.events import EventStore
 
 
 @pytest.fixture
@@ -151,3 +154,274 @@ def test_a_record_that_fails_is_reported_alone_and_its_retry_starts_the_run_once
 def test_a_batch_whose_every_record_fails_raises_so_the_stream_retries_it(react: Handler, aws: None) -> None:
     with pytest.raises(BatchProcessingError):
         react(load_event("react/event-insert.json"))
+
+
+# ================================================================ waits, goals, races and throttling
+
+
+class FakeHttp:
+    status_code = 200
+    headers: dict[str, str] = {}
+
+
+@pytest.fixture
+def token_answers(aws: None) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """What the react function answers waiting tasks (SendTaskSuccess/Failure), recorded at the boto level
+    of the adapters' client: the state machines here do not run, so their tokens do not exist in moto."""
+    from cairn.adapters.aws import client
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def answer(model: Any, params: dict[str, Any], **_: Any) -> tuple[FakeHttp, dict[str, Any]]:
+        calls.append((model.name, json.loads(params["body"])))
+        return FakeHttp(), {}
+
+    sfn = client("stepfunctions")
+    sfn.meta.events.register("before-call.sfn.SendTaskSuccess", answer)
+    sfn.meta.events.register("before-call.sfn.SendTaskFailure", answer)
+    yield calls
+
+
+def stream_event(
+    user_id: str, name: str, at: datetime, properties: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An events-table stream record, as intake's write produces it (the event is stored too)."""
+    import uuid
+
+    from boto3.dynamodb.types import TypeSerializer
+
+    from cairn.adapters.events import EventStore, NewEvent, ts_key
+
+    event = load_event("react/event-insert.json")
+    new = image(event)
+    mid = str(uuid.uuid4())
+    cid = cid_of(user_id)
+    EventStore(ttl=timedelta(days=400)).put_once(
+        NewEvent(
+            cid=cid,
+            message_id=mid,
+            name=name,
+            timestamp=at,
+            received_at=at,
+            properties=properties or {},
+            user_id=user_id,
+        )
+    )
+    new["cid"] = event["Records"][0]["dynamodb"]["Keys"]["cid"] = {"S": cid}
+    new["mid"] = event["Records"][0]["dynamodb"]["Keys"]["mid"] = {"S": mid}
+    new["userId"] = {"S": user_id}
+    new["name"] = {"S": name}
+    new["ts"] = {"S": ts_key(at, mid)}
+    new["properties"] = TypeSerializer().serialize(properties or {})
+    return event
+
+
+def profile_record(user_id: str) -> dict[str, Any]:
+    """A contacts-table stream record of a changed profile."""
+    cid = cid_of(user_id)
+    table_arn = f"arn:aws:dynamodb:{REGION}:123456789012:table/{TABLES['CONTACTS_TABLE']}"
+    return {
+        "Records": [
+            {
+                "eventID": "2",
+                "eventName": "MODIFY",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": REGION,
+                "dynamodb": {
+                    "Keys": {"cid": {"S": cid}, "sk": {"S": "profile"}},
+                    "SequenceNumber": "5000000000000000000001",
+                    "SizeBytes": 100,
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+                "eventSourceARN": f"{table_arn}/stream/x",
+            }
+        ]
+    }
+
+
+def waiting_run(
+    user_id: str, workflow_id: str, awaited: dict[str, Any] | None, token: str = "token-1"
+) -> str:
+    from tests.component.conftest import given_a_contact, given_an_open_run
+
+    cid = given_a_contact(user_id, consent={"email": "subscribed"})
+    run = given_an_open_run(cid, workflow_id)
+    assert EnrollmentStore().park(cid, workflow_id, run, "came-back", token, wait_for=awaited)
+    return cid
+
+
+def test_the_awaited_event_answers_the_waiting_task_at_once(
+    react: Handler, clock: FakeClock, token_answers: list[tuple[str, dict[str, Any]]]
+) -> None:
+    cid = waiting_run(
+        "u-ann",
+        "abandoned-cart",
+        {"event": "email_clicked", "since": clock.now().isoformat(), "messageId": "m-1"},
+    )
+    react(stream_event("u-ann", "email_clicked", clock.now(), {"messageId": "m-other"}))
+    assert token_answers == []  # a click on another email
+    react(stream_event("u-ann", "email_clicked", clock.now(), {"messageId": "m-1"}))
+    assert token_answers == [
+        ("SendTaskSuccess", {"taskToken": "token-1", "output": '{"event": "email_clicked"}'})
+    ]
+    current = EnrollmentStore().get(cid, "abandoned-cart")
+    assert current is not None and current.token is None and current.wait_for is None
+    assert current.status == "active"
+
+
+def test_a_goal_event_while_waiting_ends_the_run_converted(
+    react: Handler,
+    clock: FakeClock,
+    token_answers: list[tuple[str, dict[str, Any]]],
+    state_machines: dict[str, str],
+) -> None:
+    cid = waiting_run("u-ann", "abandoned-cart", None)
+    clock.advance(timedelta(minutes=10))
+    react(stream_event("u-ann", "order_completed", clock.now(), {"total": 80}))
+    assert token_answers == [
+        ("SendTaskFailure", {"taskToken": "token-1", "error": "ContactConverted", "cause": "goal"})
+    ]
+    current = EnrollmentStore().get(cid, "abandoned-cart")
+    assert current is not None and (current.status, current.exit_reason) == ("converted", "goal")
+    history = EventStore(ttl=timedelta(days=1)).history(cid, since=None)
+    mine = [e.name for e in history if e.properties.get("workflowId") == "abandoned-cart"]
+    assert mine == ["workflow_converted"]
+
+
+def test_an_exit_rule_that_comes_to_hold_ends_the_run_exited(
+    react: Handler, clock: FakeClock, token_answers: list[tuple[str, dict[str, Any]]]
+) -> None:
+    from tests.component.conftest import given_a_contact
+
+    cid = waiting_run("u-ann", "abandoned-cart", None)
+    ContactStore().merge_traits(cid, {}, now=clock.now())
+    from cairn.adapters.journeys import StepChange, apply_change
+
+    apply_change(cid, StepChange(add_tags=frozenset({"do-not-contact"})), now=clock.now())
+    react(profile_record("u-ann"))
+    assert token_answers[0][1]["error"] == "ContactExited"
+    assert EnrollmentStore().get(cid, "abandoned-cart").status == "exited"  # type: ignore[union-attr]
+    _ = given_a_contact
+
+
+def test_a_throttled_start_is_retried_by_the_stream_and_enrolls_once(
+    react: Handler, state_machines: dict[str, str]
+) -> None:
+    from cairn.adapters.aws import client
+
+    throttled = {"left": 2}
+
+    def throttle(model: Any, params: dict[str, Any], **_: Any) -> Any:
+        if throttled["left"]:
+            throttled["left"] -= 1
+
+            class Http:
+                status_code = 400
+                headers: dict[str, str] = {}
+
+            return Http(), {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+        return None
+
+    client("stepfunctions").meta.events.register("before-call.sfn.StartExecution", throttle)
+    ann = load_event("react/event-insert.json")["Records"][0]
+    other = copy.deepcopy(ann)
+    other["dynamodb"]["NewImage"]["name"] = {"S": "page_viewed"}
+    other["dynamodb"]["SequenceNumber"] = str(int(ann["dynamodb"]["SequenceNumber"]) - 1)
+    batch = {"Records": [other, ann]}
+    sequence = ann["dynamodb"]["SequenceNumber"]
+
+    # Throttled: the record is reported failed (the stream retries it), the run waits as `starting`
+    assert react(batch) == {"batchItemFailures": [{"itemIdentifier": sequence}]}
+    assert enrollment("u-ann").status == "starting"
+    with pytest.raises(BatchProcessingError):  # a batch of only that record: retried as a whole
+        react({"Records": [ann]})
+    assert executions(state_machines["welcome-series"]) == []
+
+    # Later the start goes through: one run, under the name it would have had
+    assert react({"Records": [ann]}) == {"batchItemFailures": []}
+    [run] = executions(state_machines["welcome-series"])
+    assert run["name"] == f"{cid_of('u-ann')}-1"
+    assert enrollment("u-ann").status == "active"
+    assert enrollment("u-ann").run == 1
+
+
+def test_two_racing_triggers_start_one_run(
+    load_handler: Any, clock: FakeClock, state_machines: dict[str, str]
+) -> None:
+    from cairn.local import patches
+
+    patches.patch_dynamodb_atomic()  # each DynamoDB request atomic, as on AWS (moto alone is not)
+    try:
+        handlers = [load_handler("react") for _ in range(8)]
+        records = [stream_event("u-ann", "newsletter_subscribed", clock.now()) for _ in range(8)]
+        barrier = threading.Barrier(len(handlers))
+        results: list[Any] = []
+
+        def go(handler: Handler, record: dict[str, Any]) -> None:
+            barrier.wait()
+            results.append(handler(record))
+
+        threads = [threading.Thread(target=go, args=pair) for pair in zip(handlers, records, strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        patches.restore()
+    assert results == [{"batchItemFailures": []}] * 8
+    [run] = executions(state_machines["welcome-series"])
+    assert run["name"] == f"{cid_of('u-ann')}-1"
+    assert enrollment("u-ann").run == 1
+
+
+def test_a_profiles_date_attribute_is_indexed_by_month_day(react: Handler, clock: FakeClock) -> None:
+    from tests.component.conftest import given_a_contact
+
+    from cairn.adapters.journeys import DateIndex
+
+    cid = given_a_contact("u-ann", traits={"birthday": "1990-05-17", "timezone": "Europe/Berlin"})
+    react(profile_record("u-ann"))
+    index = DateIndex()
+    assert index.pointers(cid) == {"birthday": ("05-17", "Europe/Berlin")}
+    assert list(index.members("birthday", "05-17")) == [(cid, "Europe/Berlin")]
+    given_a_contact("u-ann", traits={"birthday": "1990-06-01"})
+    react(profile_record("u-ann"))
+    assert list(index.members("birthday", "05-17")) == []
+    assert list(index.members("birthday", "06-01")) == [(cid, "Europe/Berlin")]
+
+
+# ---------------------------------------------------------------- the workflow's status gates entries
+
+
+def test_nobody_enters_a_paused_retired_or_globally_paused_workflow(
+    react: Handler, clock: FakeClock, state_machines: dict[str, str]
+) -> None:
+    from dataclasses import replace
+
+    from cairn.adapters.journeys import WorkflowStore
+    from cairn.bootstrap import runtime
+    from cairn.services.workflows import Workflows
+
+    store = WorkflowStore()
+    store.set_status("welcome-series", "paused", now=clock.now())
+    react(load_event("react/event-insert.json"))
+    assert executions(state_machines["welcome-series"]) == []
+
+    store.set_status("welcome-series", "retired", now=clock.now())
+    clock.advance(timedelta(seconds=10))
+    react(load_event("react/event-insert.json"))
+    assert executions(state_machines["welcome-series"]) == []
+
+    store.set_status("welcome-series", "active", now=clock.now())
+    rt = runtime()
+    paused_site = replace(rt.site, settings=rt.site.settings.model_copy(update={"paused": True}))
+    rt.__dict__["site"] = paused_site
+    workflows = Workflows(rt)
+    assert workflows.status("welcome-series") == "paused"  # settings.yaml's `paused: true`
+    assert workflows.paused("welcome-series")
+    assert workflows.status("no-longer-a-file") == "retired"  # a removed workflow file retires it
+
+    clock.advance(timedelta(seconds=10))  # the react function's cached status is now stale
+    react(load_event("react/event-insert.json"))  # active again: the contact enters
+    assert len(executions(state_machines["welcome-series"])) == 1

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import boto3
 import pytest
 from tests.component.conftest import (
     SAMPLE_NOW,
@@ -16,10 +24,16 @@ from tests.component.conftest import (
     load_event,
     record_event,
 )
+from tests.conftest import REGION
 
-from cairn.adapters.contacts import EnrollmentStore
+from cairn.adapters.contacts import ContactStore, EnrollmentStore, MessageStore
+from cairn.adapters.events import EventStore
+from cairn.adapters.executions import Executions
+from cairn.adapters.journeys import HeldRuns, TaskStore, WorkflowStore, lists_of
 from cairn.adapters.tables import EnrollmentItem
-from cairn.domain.errors import ContactConverted, ContactExited, StaleRun
+from cairn.domain import webhooks as webhook_signing
+from cairn.domain.errors import ContactConverted, ContactExited, StaleRun, WebhookFailed, WebhookRejected
+from cairn.services.steps import Steps
 
 
 @pytest.fixture
@@ -169,3 +183,439 @@ def test_a_step_after_the_run_finished_raises_contact_exited(step: Handler) -> N
 
     with pytest.raises(ContactExited):
         step(load_event("step/wait.json"))
+
+
+# ================================================================ the rest of the step kinds
+# Called on a Steps service over the real adapters (moto); the Step Functions port records what it is
+# asked (task tokens answered, failed) so a test can see a wait being ended.
+
+
+class RecordingExecutions(Executions):
+    """The real adapter (StartExecution in moto), recording the answers to task tokens."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[str, str, Any]] = []
+
+    def resume(self, token: str, output: dict[str, Any]) -> bool:
+        self.answers.append(("success", token, output))
+        return True
+
+    def interrupt(self, token: str, error: str, cause: str) -> bool:
+        self.answers.append(("failure", token, error))
+        return True
+
+
+@pytest.fixture
+def service(tables: dict[str, str], clock: FakeClock) -> Steps:
+    from cairn.bootstrap import runtime
+
+    clock.set(SAMPLE_NOW + timedelta(hours=2))
+    rt = runtime()
+    rt.executions = RecordingExecutions()  # type: ignore[misc]
+    return Steps(rt)
+
+
+def answers(service: Steps) -> list[tuple[str, str, Any]]:
+    executions = service.rt.executions
+    assert isinstance(executions, RecordingExecutions)
+    return executions.answers
+
+
+def open_run(user_id: str, workflow_id: str, **traits: Any) -> str:
+    cid = given_a_contact(user_id, traits=traits, consent={"email": "subscribed"})
+    given_an_open_run(cid, workflow_id)
+    return cid
+
+
+def for_contact(event: dict[str, Any], cid: str) -> dict[str, Any]:
+    event = copy.deepcopy(event)
+    event["run"]["cid"] = cid
+    return event
+
+
+def enrollment_of(cid: str, workflow_id: str) -> EnrollmentItem:
+    return EnrollmentItem.get(cid, EnrollmentItem.key(workflow_id), consistent_read=True)
+
+
+# ---------------------------------------------------------------- wait until
+
+
+def test_until_a_time_of_day_is_counted_in_the_contacts_zone(service: Steps, clock: FakeClock) -> None:
+    cid = open_run("u-ann", "post-purchase", timezone="America/New_York")
+    clock.set(datetime(2026, 12, 3, 12, 0, tzinfo=UTC))  # 07:00 in New York
+    assert service.handle(for_contact(load_event("step/until.json"), cid)) == {"seconds": 3 * 3600}
+    given_a_contact("u-ann", traits={"timezone": "Asia/Tokyo"})  # 21:00 there: tomorrow at ten
+    assert service.handle(for_contact(load_event("step/until.json"), cid)) == {"seconds": 13 * 3600}
+
+
+def test_until_an_attribute_date_and_without_one_at_once(service: Steps, clock: FakeClock) -> None:
+    cid = open_run("u-ann", "post-purchase", renewal="2026-11-30", timezone="Europe/Berlin")
+    event = for_contact(load_event("step/until.json"), cid)
+    event["step"] = {"id": "wait-3", "attribute": "renewal", "at": "09:00", "offset": "-1d"}
+    # 09:00 Berlin on 29 November is 08:00 UTC; now is 24 November 11:00 UTC.
+    assert service.handle(event) == {"seconds": int(timedelta(days=4, hours=21).total_seconds())}
+    event["step"] = {"id": "wait-3", "attribute": "missing"}
+    assert service.handle(event) == {"seconds": 1}
+    given_a_contact("u-ann", traits={"renewal": "2026-11-01"})  # passed: go on
+    event["step"] = {"id": "wait-3", "attribute": "renewal"}
+    assert service.handle(event) == {"seconds": 1}
+
+
+def test_a_date_more_than_a_year_after_entry_ends_the_run(service: Steps) -> None:
+    cid = open_run("u-ann", "post-purchase", renewal="2028-01-01")
+    event = for_contact(load_event("step/until.json"), cid)
+    event["step"] = {"id": "wait-3", "attribute": "renewal"}
+    with pytest.raises(ContactExited):
+        service.handle(event)
+
+
+# ---------------------------------------------------------------- held sends
+
+
+def test_a_held_send_parks_its_token_and_a_pause_lists_it_for_resume(service: Steps) -> None:
+    cid = open_run("u-ann", "abandoned-cart")
+    event = for_contact(load_event("step/hold.json"), cid)
+    assert service.handle(event) == {"parked": "reminder-a"}
+    current = enrollment_of(cid, "abandoned-cart")
+    assert (current.token, current.waiting_step) == (event["token"], "reminder-a: hold")
+    assert HeldRuns().all("abandoned-cart") == []  # quiet hours: nothing to wake on resume
+    event["held"]["reason"] = "paused (workflow)"
+    service.handle(event)
+    assert HeldRuns().all("abandoned-cart") == [(cid, 1)]
+
+
+# ---------------------------------------------------------------- wait_for
+
+
+def test_wait_for_stores_what_it_awaits_with_its_token(service: Steps) -> None:
+    cid = open_run("u-ann", "abandoned-cart")
+    event = for_contact(load_event("step/wait-for.json"), cid)
+    assert service.handle(event) == {"parked": "came-back"}
+    current = enrollment_of(cid, "abandoned-cart")
+    assert current.token == event["token"]
+    assert current.wait_for.as_dict() == {"event": "email_clicked", "since": "2026-11-24T10:00:00+00:00"}
+    assert answers(service) == []
+
+
+def test_wait_for_awaits_a_click_on_this_runs_last_email(service: Steps) -> None:
+    cid = open_run("u-ann", "abandoned-cart")
+    store = MessageStore()
+    for step_id, minutes in (("reminder-a", 0), ("reminder-b", 5)):
+        claim = store.claim(
+            cid,
+            f"{cid}-{step_id}",
+            channel="email",
+            template="t",
+            workflow_id="abandoned-cart",
+            version="v",
+            run=1,
+            step_id=step_id,
+            now=SAMPLE_NOW + timedelta(minutes=minutes),
+        )
+        assert claim is not None
+        store.mark(claim, "sent", provider_id=f"ses-{step_id}", sent_at=SAMPLE_NOW)
+    service.handle(for_contact(load_event("step/wait-for.json"), cid))
+    assert enrollment_of(cid, "abandoned-cart").wait_for.as_dict()["messageId"] == f"{cid}-reminder-b"
+
+
+def test_an_event_that_came_while_the_wait_registered_ends_it_at_once(service: Steps) -> None:
+    # Given the click arrived after the wait state began but before its task registered the token
+    cid = open_run("u-ann", "abandoned-cart")
+    record_event(cid, "email_clicked", datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC))
+    event = for_contact(load_event("step/wait-for.json"), cid)
+
+    service.handle(event)
+
+    # Then the registration answers its own token: the journey goes on by the event
+    assert answers(service) == [("success", event["token"], {"event": "email_clicked"})]
+    assert enrollment_of(cid, "abandoned-cart").token is None
+
+
+def test_an_event_from_before_the_wait_began_does_not_end_it(service: Steps) -> None:
+    cid = open_run("u-ann", "abandoned-cart")
+    record_event(cid, "email_clicked", datetime(2026, 11, 24, 9, 59, tzinfo=UTC))
+    service.handle(for_contact(load_event("step/wait-for.json"), cid))
+    assert answers(service) == []
+
+
+# ---------------------------------------------------------------- split
+
+
+def test_a_split_records_a_sticky_variant_on_the_enrollment(service: Steps, clock: FakeClock) -> None:
+    seen = {}
+    for n in range(12):
+        cid = open_run(f"u-{n}", "abandoned-cart")
+        event = for_contact(load_event("step/split.json"), cid)
+        result = service.handle(event)
+        assert result == service.handle(event)  # a retry: the same variant
+        variant = result["variant"]
+        current = enrollment_of(cid, "abandoned-cart")
+        assert current.variant == variant
+        assert current.variants.as_dict() == {"reminder-test": variant}
+        seen[variant] = result["holdoutSeconds"]
+    assert set(seen) <= {"A", "B", "holdout"} and len(seen) >= 2
+    if "holdout" in seen:  # waits out the goal window: 7 days from entry, 2 hours in
+        assert seen["holdout"] == 7 * 86400 - 2 * 3600
+
+
+# ---------------------------------------------------------------- update and lists
+
+
+def test_update_sets_unsets_and_tags_the_contact(service: Steps) -> None:
+    cid = open_run("u-ann", "lead-nurture", stage="new", trial=True)
+    event = for_contact(load_event("step/update.json"), cid)
+    event["step"] = {
+        "id": "update-1",
+        "set": {"stage": "awareness", "plan": "pro"},
+        "unset": ["trial"],
+        "addTags": ["a", "b"],
+        "removeTags": ["old"],
+    }
+    assert service.handle(event) == {"updated": "update-1"}
+    profile = ContactStore().get(cid)
+    assert profile is not None
+    assert profile.attributes["stage"] == "awareness" and profile.attributes["plan"] == "pro"
+    assert "trial" not in profile.attributes
+    assert profile.tags == {"a", "b"}
+    event["step"] = {"id": "update-1", "removeTags": ["a"]}
+    service.handle(event)
+    assert ContactStore().get(cid).tags == {"b"}  # type: ignore[union-attr]
+
+
+def test_lists_are_joined_and_left(service: Steps) -> None:
+    cid = open_run("u-ann", "social-follow")
+    event = for_contact(load_event("step/add-to-list.json"), cid)
+    assert service.handle(event) == {"add": "summit-contest"}
+    assert lists_of(cid) == {"summit-contest"}
+    event["step"] = {**event["step"], "op": "remove"}
+    service.handle(event)
+    assert lists_of(cid) == frozenset()
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def test_assign_task_creates_one_task_whatever_the_retries(service: Steps, clock: FakeClock) -> None:
+    cid = open_run("u-ann", "lead-nurture")
+    event = for_contact(load_event("step/assign-task.json"), cid)
+    first = service.handle(event)
+    clock.advance(timedelta(minutes=1))
+    assert service.handle(event) == first
+    tasks, cursor = TaskStore().list()
+    assert cursor is None
+    [task] = tasks
+    assert (task.id, task.contact, task.assignee, task.status) == (first["task"], cid, "sales", "open")
+    assert task.title == "Call this high-value lead"
+    assert task.due == SAMPLE_NOW + timedelta(hours=2) + timedelta(days=1)
+    assert task.note == "Scored high in the nurture journey"
+
+
+# ---------------------------------------------------------------- the end
+
+
+def test_finish_records_the_conversion_as_a_reserved_event(service: Steps) -> None:
+    cid = open_run("u-ann", "welcome-series")
+    event = for_contact(load_event("step/finish.json"), cid)
+    event["step"] = {"outcome": "converted"}
+    service.handle(event)
+    service.handle(event)  # a retry records nothing twice
+    converted = EventStore(ttl=timedelta(days=1)).history(cid, since=None)
+    assert [(e.name, e.properties["workflowId"], e.properties["reason"]) for e in converted] == [
+        ("workflow_converted", "welcome-series", "goal")
+    ]
+    assert enrollment_of(cid, "welcome-series").status == "converted"
+
+
+def test_a_finished_run_of_a_draining_workflow_moves_on(
+    service: Steps, state_machines: dict[str, str], clock: FakeClock
+) -> None:
+    cid = open_run("u-ann", "welcome-series")
+    given_a_contact("u-ann", traits={"email": "ann@example.com"})
+    WorkflowStore().set_status("welcome-series", "draining", now=clock.now(), move_to="email-engagement")
+    service.handle(for_contact(load_event("step/finish.json"), cid))
+    moved = EnrollmentStore().get(cid, "email-engagement")
+    assert moved is not None and moved.status == "active"
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    [execution] = sfn.list_executions(stateMachineArn=state_machines["email-engagement"])["executions"]
+    assert json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])["trigger"] == {
+        "event": "moved",
+        "from": "welcome-series",
+    }
+
+
+# ---------------------------------------------------------------- enroll
+
+
+def test_enroll_starts_a_run_of_the_other_workflow_once(
+    service: Steps, state_machines: dict[str, str]
+) -> None:
+    cid = open_run("u-ann", "lead-nurture")
+    event = for_contact(load_event("step/update.json"), cid)
+    event["action"], event["step"] = "enroll", {"id": "enroll-9", "workflow": "email-engagement"}
+    assert service.handle(event) == {"enrolled": True}
+    assert service.handle(event) == {"enrolled": False}  # a retry (and re-entry `never`)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    assert len(sfn.list_executions(stateMachineArn=state_machines["email-engagement"])["executions"]) == 1
+    entered = [
+        e for e in EventStore(ttl=timedelta(days=1)).history(cid, since=None) if e.name == "workflow_entered"
+    ]
+    assert [e.properties["workflowId"] for e in entered] == ["email-engagement"]
+
+
+def test_enroll_honours_the_target_audience(service: Steps, state_machines: dict[str, str]) -> None:
+    cid = given_a_contact("u-bob", consent={"email": "unsubscribed"})
+    given_an_open_run(cid, "lead-nurture")
+    event = for_contact(load_event("step/update.json"), cid)
+    event["action"], event["step"] = "enroll", {"id": "enroll-9", "workflow": "email-engagement"}
+    assert service.handle(event) == {"enrolled": False}
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class Receiver:
+    """A local HTTP endpoint that answers with the statuses it is given, and keeps what it received."""
+
+    def __init__(self, statuses: list[int], delay: float = 0.0) -> None:
+        self.statuses, self.delay = statuses, delay
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(({k: v for k, v in self.headers.items()}, body))
+                time.sleep(receiver.delay)
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[..., Receiver]]:
+    made: list[Receiver] = []
+
+    def make(statuses: list[int], delay: float = 0.0) -> Receiver:
+        made.append(Receiver(statuses, delay))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def webhook_event(cid: str, url: str, **extra: Any) -> dict[str, Any]:
+    event = for_contact(load_event("step/update.json"), cid)
+    event["action"] = "webhook"
+    event["step"] = {
+        "id": "webhook-3",
+        "url": url,
+        "secret": "crm-hook",
+        "timeout": 2,
+        "body": {"list": "vip"},
+        **extra,
+    }
+    return event
+
+
+def test_a_webhook_posts_the_contact_signed_with_the_shared_secret(
+    service: Steps, receiver: Callable[..., Receiver], clock: FakeClock
+) -> None:
+    boto3.client("secretsmanager", region_name=REGION).create_secret(Name="crm-hook", SecretString="s3cret")
+    cid = open_run("u-ann", "lead-nurture", email="ann@example.com", lead_score=91)
+    hook = receiver([200])
+    result = service.handle(webhook_event(cid, hook.url))
+    assert result["status"] == 200
+    [(headers, body)] = hook.received
+    assert webhook_signing.verify(
+        b"s3cret", headers["Cairn-Signature"], body, now=int(clock.now().timestamp())
+    )
+    assert not webhook_signing.verify(
+        b"other", headers["Cairn-Signature"], body, now=int(clock.now().timestamp())
+    )
+    sent = json.loads(body)
+    assert sent["contact"]["userId"] == "u-ann" and sent["contact"]["attributes"]["lead_score"] == 91
+    assert sent["data"] == {"list": "vip"}
+    assert headers["Cairn-Delivery"] == sent["id"] == result["delivery"]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "delay", "error"),
+    [
+        ([500], 0.0, WebhookFailed),
+        ([429], 0.0, WebhookFailed),
+        ([404], 0.0, WebhookRejected),
+        ([200], 3.0, WebhookFailed),
+    ],
+    ids=["server error: retry", "throttled: retry", "refused: give up", "no answer in time: retry"],
+)
+def test_a_webhook_that_fails_raises_the_error_its_retry_matches(
+    service: Steps,
+    receiver: Callable[..., Receiver],
+    statuses: list[int],
+    delay: float,
+    error: type[Exception],
+) -> None:
+    boto3.client("secretsmanager", region_name=REGION).create_secret(Name="crm-hook", SecretString="s3cret")
+    cid = open_run("u-ann", "lead-nurture")
+    hook = receiver(statuses, delay)
+    event = webhook_event(cid, hook.url)
+    event["step"]["timeout"] = 0.3
+    with pytest.raises(error):
+        service.handle(event)
+    delivery = json.loads(hook.received[0][1])["id"]
+    # The retry is the same delivery (the receiver can drop duplicates by Cairn-Delivery).
+    with contextlib.suppress(WebhookFailed):
+        service.handle(event)
+    if len(hook.received) > 1:
+        assert json.loads(hook.received[1][1])["id"] == delivery
+
+
+# ---------------------------------------------------------------- yearly dates
+
+
+def test_the_hourly_job_enters_contacts_on_their_birthday_at_nine_local(
+    service: Steps, state_machines: dict[str, str], clock: FakeClock
+) -> None:
+    from cairn.services.react import Reactor
+
+    reactor = Reactor(service.rt)
+    for user_id, zone, birthday in (
+        ("u-ny", "America/New_York", "1990-11-25"),
+        ("u-be", "Europe/Berlin", "1985-11-25"),
+        ("u-no", "Europe/Berlin", "1985-11-26"),
+    ):
+        cid = given_a_contact(
+            user_id, traits={"birthday": birthday, "timezone": zone}, consent={"email": "subscribed"}
+        )
+        reactor.on_profile_change(cid)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+
+    def entered() -> list[str]:
+        runs = sfn.list_executions(stateMachineArn=state_machines["birthday"])["executions"]
+        return sorted(r["name"].rsplit("-", 1)[0] for r in runs)
+
+    # 09:00 in Berlin on 25 November is 08:00 UTC: the 08:00 job (window 07:00-08:00] enters the Berliner
+    assert service.handle({"action": "date_triggers", "time": "2026-11-25T08:00:00Z"})["entered"] == 1
+    assert entered() == [cid_of("u-be")]
+    assert (
+        service.handle({"action": "date_triggers", "time": "2026-11-25T08:00:00Z"})["entered"] == 0
+    )  # a retry
+    # 09:00 in New York is 14:00 UTC
+    assert service.handle({"action": "date_triggers", "time": "2026-11-25T14:00:00Z"})["entered"] == 1
+    assert entered() == sorted([cid_of("u-be"), cid_of("u-ny")])
+    assert enrollment_of(cid_of("u-ny"), "birthday").entered_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+    # A new birthday moves the contact in the index; the old day finds nobody.
+    given_a_contact("u-no", traits={"birthday": "1985-11-27"})
+    reactor.on_profile_change(cid_of("u-no"))
+    assert service.handle({"action": "date_triggers", "time": "2026-11-26T08:00:00Z"})["entered"] == 0
+    assert service.handle({"action": "date_triggers", "time": "2026-11-27T08:00:00Z"})["entered"] == 1

@@ -27,6 +27,8 @@ TABLE_KEYS: dict[str, dict[str, Any]] = {
         "hash": ("cid", "S"),
         "range": ("sk", "S"),
         "lsi": {},
+        # GSIs (only this table has one): name -> (hash, range), each (attribute name, type).
+        "gsi": {"byClaimedAt": (("cid", "S"), ("claimedAt", "S"))},
         "stream": "NEW_AND_OLD_IMAGES",
         "ttl": "expiresAt",
     },
@@ -54,6 +56,22 @@ TABLE_KEYS: dict[str, dict[str, Any]] = {
         "stream": None,
         "ttl": None,
     },
+    "StatsTable": {
+        "env": "STATS_TABLE",
+        "hash": ("pk", "S"),
+        "range": ("sk", "S"),
+        "lsi": {},
+        "stream": None,
+        "ttl": "expiresAt",
+    },
+    "SegmentsTable": {
+        "env": "SEGMENTS_TABLE",
+        "hash": ("pk", "S"),
+        "range": ("sk", "S"),
+        "lsi": {},
+        "stream": None,
+        "ttl": "expiresAt",
+    },
 }
 
 # Environment every function gets through Globals (docs/internals.md, plus POSTAL_ADDRESS and
@@ -63,6 +81,8 @@ ENV_VARS = {
     "EVENTS_TABLE",
     "IDENTITIES_TABLE",
     "KEYS_TABLE",
+    "STATS_TABLE",
+    "SEGMENTS_TABLE",
     "STATE_MACHINE_PREFIX",
     "SENDER_EMAIL",
     "SES_CONFIGURATION_SET",
@@ -82,6 +102,8 @@ FUNCTIONS = {
     "ReactFunction": "functions/react/",
     "StepFunction": "functions/step/",
     "SendFunction": "functions/send/",
+    "FeedbackFunction": "functions/feedback/",
+    "SegmentsFunction": "functions/segments/",
 }
 
 WORKFLOW_PREFIX = "${AWS::StackName}-wf-"
@@ -164,10 +186,17 @@ def test_table_key_schema(template: dict[str, Any], name: str) -> None:
         assert index_keys == {"HASH": hash_name, "RANGE": sort_name}
         assert types[sort_name] == sort_type
         assert lsis[index_name]["Projection"]["ProjectionType"] == "ALL"
-    assert not props.get("GlobalSecondaryIndexes")
+    gsis = {i["IndexName"]: i for i in props.get("GlobalSecondaryIndexes", [])}
+    assert set(gsis) == set(expected.get("gsi", {}))
+    for index_name, keys in expected.get("gsi", {}).items():
+        (gsi_hash, gsi_hash_type), (gsi_range, gsi_range_type) = keys
+        index_keys = {k["KeyType"]: k["AttributeName"] for k in gsis[index_name]["KeySchema"]}
+        assert index_keys == {"HASH": gsi_hash, "RANGE": gsi_range}
+        assert (types[gsi_hash], types[gsi_range]) == (gsi_hash_type, gsi_range_type)
     # Every attribute definition is a key attribute (CloudFormation refuses the others).
     used = {hash_name} | ({expected["range"][0]} if expected["range"] else set())
     used |= {sort for sort, _ in expected["lsi"].values()}
+    used |= {name for keys in expected.get("gsi", {}).values() for name, _ in keys}
     assert set(types) == used
 
 

@@ -345,3 +345,39 @@ def test_the_openapi_spec_is_served_without_a_key(trigger: Handler) -> None:
     assert status == 200
     assert {"/v1/track", "/v1/identify"} <= set(spec["paths"])
     assert any(path.startswith("/v1/contacts/") for path in spec["paths"])
+
+
+# ---------------------------------------------------------------- helpers for the other trigger tests
+
+
+def request(
+    handler: Handler,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = None,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """Any API call through the real handler, from the sample event: (status, headers, parsed body)."""
+    from urllib.parse import parse_qsl
+
+    event = load_event("trigger/contact.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["rawQueryString"] = query
+    event["queryStringParameters"] = dict(parse_qsl(query, keep_blank_values=True)) or None
+    with_key(event, key)
+    event["headers"].update({k.lower(): v for k, v in (headers or {}).items()})
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else json.dumps(body)
+        event["headers"].setdefault("content-type", "application/json")
+    response = handler(event)
+    text = response.get("body") or ""
+    try:
+        parsed = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        parsed = text
+    out_headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    return int(response["statusCode"]), out_headers, parsed

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.e2e.sending import check_marketing_mail
 
 from cairn.local.runtime import LocalCairn
 
@@ -20,6 +21,7 @@ def local() -> Iterator[LocalCairn]:
         yield runtime
         assert runtime.host.errors == [], runtime.host.errors
         assert runtime.streams.failed == []
+        check_marketing_mail(runtime)  # every marketing email: one-click headers that work (raw MIME)
 
 
 pytestmark = pytest.mark.e2e

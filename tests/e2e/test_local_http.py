@@ -63,11 +63,14 @@ def test_track_advance_and_outbox_over_http(local: LocalCairn, base_url: str) ->
     assert status == 202 and body["duplicate"] is False
     status, body = call(f"{base_url}/_local/clock/advance", "POST", {"seconds": 2 * 86400})
     assert status == 200
-    assert body["idle"] is True and body["fired"] == 1
+    # the 2-day wait plus the stack's hourly schedules (segments tick, date triggers) over 48 hours
+    assert body["idle"] is True and body["fired"] >= 1 + 48
     status, outbox = call(f"{base_url}/_local/outbox")
     assert [m["stepId"] for m in outbox] == ["send_email-welcome-discount", "send_email-welcome-our-story"]
     status, runs = call(f"{base_url}/_local/executions")
-    assert runs[0]["path"][:2] == ["send_email-welcome-discount", "wait-2"]
+    path = runs[0]["path"]
+    assert path[0] == "send_email-welcome-discount"
+    assert path.index("wait-2") > 0
 
 
 def test_clock_refuses_the_past_and_bad_input(local: LocalCairn, base_url: str) -> None:

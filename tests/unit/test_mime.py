@@ -182,3 +182,14 @@ def test_plain_http_unsubscribe_only_for_local_mode() -> None:
     headers = parse_unsubscribe_headers(build(unsubscribe_url="http://127.0.0.1:3000/v1/unsubscribe?token=x"))
 
     assert headers["https"] == "http://127.0.0.1:3000/v1/unsubscribe?token=x"
+
+
+def test_cairn_message_ids_longer_than_a_folded_line_stay_whole() -> None:
+    long_id = "c7i5qmybbwrn5jcqn4ki6ejkuc-49040e7ad36fa22386541d021ee9cde4"
+    raw = build(message_id=long_id)
+
+    mail = email.message_from_bytes(raw, policy=policy.default)
+
+    assert mail["X-Cairn-Message-Id"] == long_id
+    assert mail["Message-ID"] == f"<{long_id}@mail.example.com>"
+    assert f"X-Cairn-Message-Id: {long_id}\r\n".encode() in raw

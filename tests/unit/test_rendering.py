@@ -20,8 +20,16 @@ from cairn.domain.rendering import (
     TemplateRenderError,
     UnknownTemplate,
     format_money,
+    known_attributes,
+    sms_segments,
 )
-from cairn.domain.templates import EmailTemplate, SmsTemplate, TemplateSet, load_templates
+from cairn.domain.templates import (
+    EmailTemplate,
+    SmsTemplate,
+    TemplateSet,
+    builtin_confirmation,
+    load_templates,
+)
 
 UNSUB = "https://mail.example.com/v1/unsubscribe?token=k1.abc&x=1"
 ADDRESS = "Cairn GmbH\nMusterstrasse 1\n10115 Berlin"
@@ -551,3 +559,121 @@ def test_any_text_is_escaped_in_html_and_kept_verbatim_in_text(value: str) -> No
     inner = out.html[3:-4]
     assert "<" not in inner and ">" not in inner and '"' not in inner
     assert out.text == value
+
+
+# -- compile-time checks of variables that can be known ------------------------------------------
+
+
+def test_a_variable_no_contact_could_have_is_reported_with_its_line() -> None:
+    r = renderer(
+        email("t", subject="Hi {{ fristName }}", html="<p>{{ firstName }}</p>\n<p>{{ plan }}</p>", text="x"),
+        sms=(SmsTemplate(name="s", body="Code {{ code | default('none') }} for {{ tier }}"),),
+    )
+
+    problems = r.check_variables(known_attributes={"plan"})
+
+    messages = [(p.file, p.line, p.message) for p in problems]
+    assert [m[0] for m in messages] == ["templates/s.sms.txt", "templates/t.email.yaml"]
+    assert "{{ tier }} has no default" in messages[0][2]
+    assert messages[1][1] == 1 and messages[1][2].startswith("subject: {{ fristName }} has no default")
+    assert "settings.yaml" in messages[1][2]
+
+
+def test_context_keys_traits_defaults_and_template_variables_are_fine() -> None:
+    html = (
+        "{% set greeting = 'Hi' %}{{ greeting }} {{ firstName }} {{ locale }} {{ contact.anything }}"
+        "{% for item in event.properties.items %}{{ item.name }}{% endfor %}"
+        "{{ shoeSize | default(42) }}{% if vip is defined %}{{ vip }}{% endif %}"
+        "{{ workflow.id }} {{ event.event }} {{ unsubscribe_url }} {{ public_url }} {{ now | date }}"
+    )
+    r = renderer(email("t", html=html, text="{{ postal_address }}"))
+
+    assert r.check_variables(known_attributes=set()) == []
+
+
+def test_a_variable_used_by_a_partial_is_checked_where_the_partial_is() -> None:
+    r = renderer(
+        email("t", html='{% include "footer.html" %}', text="x"),
+        partials={"footer.html": "<p>{{ referralCode }}</p>"},
+    )
+
+    [problem] = r.check_variables(known_attributes=set())
+
+    assert problem.file == "templates/partials/footer.html"
+    assert "referralCode" in problem.message
+
+
+def test_a_key_the_workflow_or_event_never_has_is_a_typo() -> None:
+    r = renderer(email("t", html="{{ workflow.nmae }} {{ event['propertys'] | default('') }}", text="x"))
+
+    problems = [p.message for p in r.check_variables(known_attributes=set())]
+
+    assert any("workflow has no 'nmae'" in m for m in problems)
+    assert any("event has no 'propertys'" in m for m in problems)
+
+
+def test_known_attributes_come_from_rules_and_updates_anywhere_in_a_project() -> None:
+    workflow = {
+        "audience": {
+            "all": [{"attribute": "country", "in": ["DE"]}, {"not": {"attribute": "plan", "eq": "x"}}]
+        },
+        "steps": [
+            {"update": {"set": {"stage": "decision"}}},
+            {"branch": [{"if": {"attribute": "ltv", "gt": 1}}]},
+        ],
+    }
+    segments = {"s": {"rule": {"any": [{"attribute": "age", "between": [1, 2]}, {"tag": "eco"}]}}}
+
+    assert known_attributes([workflow], segments) == {"country", "plan", "stage", "ltv", "age"}
+
+
+def test_the_repo_templates_pass_the_variable_check() -> None:
+    root = Path(__file__).resolve().parents[2]
+    templates, problems = load_templates(root / "templates")
+    assert problems == []
+
+    assert Renderer(templates).check_variables(known_attributes=set()) == []
+
+
+# -- SMS parts --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "segments"),
+    [
+        ("x" * 160, 1),
+        ("x" * 161, 2),
+        ("x" * 306, 2),
+        ("x" * 307, 3),
+        ("{" * 80, 1),  # extension characters count twice
+        ("{" * 81, 2),
+        ("Grüße " + "x" * 64, 1),  # ü is GSM-7, ß too
+        ("Zoë ☀" + "x" * 65, 1),  # ☀ is not: UCS-2, 70 per part
+        ("Zoë ☀" + "x" * 66, 2),
+    ],
+)
+def test_sms_segments(body: str, segments: int) -> None:
+    assert sms_segments(body) == segments
+
+
+def test_a_rendered_sms_knows_its_parts() -> None:
+    r = renderer(sms=(SmsTemplate(name="s", body="x" * 200, kind="transactional"),))
+
+    assert r.render_sms("s", context()).segments == 2
+
+
+# -- the built-in confirmation email ----------------------------------------------------------------
+
+
+def test_the_builtin_confirmation_links_the_confirm_url_and_needs_no_unsubscribe_link() -> None:
+    r = renderer(builtin_confirmation("confirm-subscription"))
+    ctx = {**context(firstName="Ann"), "confirm_url": "https://go.example.com/v1/confirm?token=k1.a.b"}
+    del ctx["unsubscribe_url"]
+
+    mail = r.render_email("confirm-subscription", ctx)
+
+    assert mail.kind == "transactional"
+    assert 'href="https://go.example.com/v1/confirm?token=k1.a.b"' in mail.html
+    assert "https://go.example.com/v1/confirm?token=k1.a.b" in mail.text
+    assert "Hi Ann" in mail.text and "unsubscribe" not in mail.html.lower()
+    assert r.check_variables(known_attributes=set()) == []

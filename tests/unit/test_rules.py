@@ -860,6 +860,8 @@ def test_dependencies() -> None:
         events=frozenset({"opened"}),
         segments=frozenset({"s"}),
         time=False,
+        tag_names=frozenset({"x"}),
+        channels=frozenset(),
     )
 
 
@@ -883,6 +885,35 @@ def test_dependencies_consent() -> None:
     assert deps.consent
     assert not deps.tags
     assert not deps.time
+    assert deps.channels == {"sms"}
+
+
+def test_history_is_the_events_read_and_how_far_back() -> None:
+    rule = parse_rule(
+        {
+            "all": [
+                {"event": "a", "within": "7d"},
+                {"any": [{"event": "b", "within": "30d"}, {"tag": "x"}]},
+            ]
+        }
+    )
+    assert rules.history(rule) == rules.History(frozenset({"a", "b"}), timedelta(days=30))
+    assert rules.history(rule).since(NOW) == NOW - timedelta(days=30)
+    unbounded = parse_rule(
+        {"any": [{"event": "a", "within": "7d"}, {"event": "c", "last": {"before": "-90d"}}]}
+    )
+    assert rules.history(unbounded) == rules.History(frozenset({"a", "c"}), None)
+    assert rules.history(unbounded).since(NOW) is None
+    assert rules.history(parse_rule({"tag": "x"})) == rules.NO_HISTORY
+    assert rules.history(unbounded).covers(rules.history(rule)) is False  # b is not read
+    assert rules.history(rule).union(rules.history(unbounded)).covers(rules.history(rule))
+    assert not rules.history(rule).covers(rules.history(unbounded))  # no window reads everything
+
+
+def test_inline_segments_replaces_the_references_it_knows() -> None:
+    rule = parse_rule({"all": [{"segment": "a"}, {"not": {"segment": "b"}}, {"any": [{"segment": "a"}]}]})
+    inlined = rules.inline_segments(rule, lambda sid: parse_rule({"tag": "t"}) if sid == "a" else None)
+    assert inlined == parse_rule({"all": [{"tag": "t"}, {"not": {"segment": "b"}}, {"any": [{"tag": "t"}]}]})
 
 
 # --------------------------------------------------------------------------- next_time_change

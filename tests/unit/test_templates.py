@@ -186,3 +186,24 @@ def test_template_set_round_trips_through_json(tdir: Path) -> None:
 def test_from_data_refuses_what_to_data_never_writes(data: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         TemplateSet.from_data(data)
+
+
+def test_the_repo_ships_a_layout_a_button_and_the_double_opt_in_email() -> None:
+    root = Path(__file__).resolve().parents[2]
+
+    templates, problems = load_templates(root / "templates")
+
+    assert problems == []
+    assert {"layout.html", "button.html"} <= set(templates.partials)
+    confirm = templates.email["confirm-subscription"]
+    assert confirm.kind == "transactional"
+    assert '{% extends "layout.html" %}' in confirm.html and "confirm_url" in confirm.text
+
+
+def test_the_builtin_confirmation_is_a_valid_transactional_template() -> None:
+    from cairn.domain.templates import builtin_confirmation
+
+    template = builtin_confirmation("opt-in")
+
+    assert (template.name, template.kind) == ("opt-in", "transactional")
+    assert EmailTemplate.model_validate(template.model_dump()) == template

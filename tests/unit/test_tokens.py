@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import string
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cairn.domain.tokens import BadToken, sign, verify
+from cairn.domain.tokens import BadToken, Keyring, derive_key, sign, verify
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 K1 = b"k1-secret-0123456789abcdef-k1-secret"
@@ -177,3 +177,69 @@ def test_any_single_character_tampering_is_refused(
     with pytest.raises(BadToken) as caught:
         verify(tampered, {"k1": K1}, now=NOW)
     assert caught.value.reason in {"malformed", "signature"}
+
+
+# ---------------------------------------------------------------- the stack's keyring (rotation)
+
+STACK_SECRET = b"stack-secret-0123456789abcdef-stack"
+
+
+def test_k1_is_the_stack_secret_so_links_already_sent_keep_working() -> None:
+    token = Keyring(STACK_SECRET).sign(PAYLOAD, now=NOW, purpose="unsubscribe")
+
+    assert token.startswith("k1.")
+    assert verify(token, {"k1": STACK_SECRET}, now=NOW, purpose="unsubscribe") == PAYLOAD
+
+
+def test_later_keys_are_derived_from_the_stack_secret_and_differ_from_it() -> None:
+    k2, k3 = derive_key(STACK_SECRET, "k2"), derive_key(STACK_SECRET, "k3")
+
+    assert len({k2, k3, STACK_SECRET}) == 3
+    assert derive_key(STACK_SECRET, "k2") == k2  # deterministic: every function derives the same key
+    assert derive_key(b"another-stack-secret-0123456789", "k2") != k2
+
+
+def test_rotation_signs_with_the_new_key_and_honours_the_old_one_through_its_grace_date() -> None:
+    old_link = Keyring(STACK_SECRET).sign(PAYLOAD, now=NOW, purpose="unsubscribe")
+    rotated = Keyring(STACK_SECRET, current="k2", retired={"k1": date(2024, 6, 30)})
+
+    new_link = rotated.sign(PAYLOAD, now=NOW, purpose="unsubscribe")
+
+    assert new_link.startswith("k2.")
+    assert rotated.verify(new_link, now=NOW, purpose="unsubscribe") == PAYLOAD
+    assert rotated.verify(old_link, now=datetime(2024, 6, 30, 23, 59, tzinfo=UTC), purpose="unsubscribe")
+    with pytest.raises(BadToken) as late:
+        rotated.verify(old_link, now=datetime(2024, 7, 1, 0, 0, tzinfo=UTC), purpose="unsubscribe")
+    assert late.value.reason == "signature"
+
+
+def test_a_key_that_is_neither_current_nor_retired_verifies_nothing() -> None:
+    k2_link = Keyring(STACK_SECRET, current="k2").sign(PAYLOAD, now=NOW, purpose="confirm")
+    k1_link = Keyring(STACK_SECRET).sign(PAYLOAD, now=NOW, purpose="confirm")
+
+    with pytest.raises(BadToken):
+        Keyring(STACK_SECRET).verify(k2_link, now=NOW, purpose="confirm")  # a key from the future
+    with pytest.raises(BadToken):
+        Keyring(STACK_SECRET, current="k2").verify(k1_link, now=NOW, purpose="confirm")  # dropped, no grace
+
+
+def test_a_keyring_token_is_bound_to_its_purpose() -> None:
+    ring = Keyring(STACK_SECRET)
+    confirm = ring.sign({"c": "c1", "ch": "email"}, now=NOW, purpose="confirm")
+
+    with pytest.raises(BadToken):
+        ring.verify(confirm, now=NOW, purpose="unsubscribe")
+
+
+@pytest.mark.parametrize("key_id", ["k0", "key2", "K2", "k1234567", ""])
+def test_stack_key_ids_are_k_and_a_number(key_id: str) -> None:
+    with pytest.raises(ValueError):
+        derive_key(STACK_SECRET, key_id)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=20) | st.integers(), max_size=4))
+@settings(max_examples=100)
+def test_keyring_round_trip_with_any_payload(payload: dict[str, Any]) -> None:
+    ring = Keyring(STACK_SECRET, current="k7", retired={"k6": date(2030, 1, 1)})
+
+    assert ring.verify(ring.sign(payload, now=NOW, purpose="p"), now=NOW, purpose="p") == payload

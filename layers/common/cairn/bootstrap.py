@@ -10,13 +10,16 @@ from typing import TYPE_CHECKING
 from cairn.adapters.contacts import ContactStore, EnrollmentStore, MessageStore
 from cairn.adapters.events import EventStore
 from cairn.adapters.executions import Executions
+from cairn.adapters.identities import IdentityStore
 from cairn.adapters.keys import KeyStore
 from cairn.adapters.secrets import stack_secret
 from cairn.config import Config
 
 if TYPE_CHECKING:
     from cairn.domain.rendering import Renderer
+    from cairn.domain.settings import Settings
     from cairn.domain.site import Site
+    from cairn.services.segments import Segments
 
 
 @dataclass
@@ -30,6 +33,13 @@ class Runtime:
     @cached_property
     def site(self) -> Site:
         return self.config.site
+
+    @cached_property
+    def settings(self) -> Settings:
+        """settings.yaml alone, without loading the workflows and templates (the trigger's cold start)."""
+        if "site" in self.__dict__:
+            return self.site.settings
+        return self.config.settings
 
     @cached_property
     def renderer(self) -> Renderer:
@@ -60,6 +70,17 @@ class Runtime:
     @cached_property
     def executions(self) -> Executions:
         return Executions()
+
+    @cached_property
+    def identities(self) -> IdentityStore:
+        return IdentityStore()
+
+    @cached_property
+    def segments(self) -> Segments:
+        """Segment membership, lists and the live resolver (cairn.services.segments)."""
+        from cairn.services.segments import Segments
+
+        return Segments(self)
 
 
 def runtime() -> Runtime:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from cairn.domain.settings import Settings
     from cairn.domain.site import Site
 
 
@@ -43,3 +44,13 @@ class Config(BaseModel):
         from cairn.domain.site import Site  # not on the intake path: keeps the trigger's cold start short
 
         return Site.from_data(json.loads(Path(self.site_path).read_text(encoding="utf-8")))
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Only the settings of the site bundle (defaults when there is no bundle, as in the benchmarks)."""
+        from cairn.domain.settings import Settings
+
+        path = Path(self.site_path)
+        if not path.exists():
+            return Settings()
+        return Settings.model_validate(json.loads(path.read_text(encoding="utf-8")).get("settings") or {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from cairn.domain import compiler, workflows
-from cairn.domain.rendering import Renderer
+from cairn.domain import segments as segment_files
+from cairn.domain.rendering import Renderer, known_attributes
 from cairn.domain.settings import Settings
 from cairn.domain.site import Site
 from cairn.domain.templates import load_templates
@@ -20,6 +22,10 @@ from cairn.domain.yamlsource import Problem, line_of, load, plain
 STATEMACHINES = "statemachines"
 SITE_FILE = Path(STATEMACHINES) / "site" / "site.json"
 NESTED_TEMPLATE = Path(STATEMACHINES) / "workflows.yaml"
+# Stack-level state machines declared by template.yaml itself (not generated from workflows/): the segment
+# build, and the variant local mode runs instead (moto has no Distributed Map).
+STACK_MACHINES = frozenset({"segment-build.asl.json", "segment-build.local.asl.json"})
+RESERVED_WORKFLOW_IDS = frozenset({"segment-build"})
 
 
 @dataclass
@@ -85,25 +91,42 @@ def load_project(root: Path) -> CompiledProject:
         problems.append(
             Problem("settings.yaml", None, "postal_address is required: every marketing email carries it")
         )
-    segments: dict[str, Any] = {}
-    for path in sorted((root / "segments").glob("*.y*ml")):
-        raw = _load_yaml(path, root, problems)
-        if isinstance(raw, dict) and "id" in raw:
-            segments[str(raw["id"])] = plain(raw)
+    segment_sources = [
+        (str(path.relative_to(root)), raw)
+        for path in sorted((root / "segments").glob("*.y*ml"))
+        if (raw := _load_yaml(path, root, problems)) is not None
+    ]
+    retention = event_retention(root)
+    segments, segment_problems = segment_files.load_segments(segment_sources, retention=retention)
+    problems.extend(segment_problems)
+    segment_ids = frozenset(
+        str(raw["id"]) for _, raw in segment_sources if isinstance(raw, dict) and "id" in raw
+    )
     catalog = workflows.Catalog(
         email_templates=frozenset(templates.email),
         sms_templates=frozenset(templates.sms),
-        segments=frozenset(segments),
+        segments=segment_ids,
+        workflows=frozenset(p.name.split(".", 1)[0] for p in (root / "workflows").glob("*.y*ml")),
     )
     parsed: dict[str, workflows.Workflow] = {}
+    workflow_sources: list[tuple[str, Any]] = []
     for path in sorted((root / "workflows").glob("*.y*ml")):
         raw = _load_yaml(path, root, problems)
         if raw is None:
             continue
         wf, wf_problems = workflows.validate(raw, str(path.relative_to(root)), catalog)
         problems.extend(wf_problems)
+        workflow_sources.append((str(path.relative_to(root)), raw))
         if wf is not None:
             parsed[wf.id] = wf
+    # Template variables no contact could have (sending): known attributes come from settings and rules.
+    known = set(settings.attributes) | known_attributes(
+        [wf.model_dump(mode="json", by_alias=True) for wf in parsed.values()], segments
+    )
+    checker = Renderer(templates, timezone_fallback=settings.timezone)
+    problems.extend(Problem(p.file, p.line, p.message) for p in checker.check_variables(known))
+    if not segment_problems:
+        problems.extend(check_workflow_windows(workflow_sources, segments, retention))
     site = Site(workflows=parsed, templates=templates, settings=settings, segments=segments)
     asl = {wid: compiler.compile_workflow(wf) for wid, wf in parsed.items()}
     return CompiledProject(root=root, site=site, asl=asl, problems=problems)
@@ -119,7 +142,11 @@ def write_outputs(project: CompiledProject) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         written.append(rel)
-    stale = {p.relative_to(project.root) for p in (project.root / STATEMACHINES).glob("*.asl.json")}
+    stale = {
+        p.relative_to(project.root)
+        for p in (project.root / STATEMACHINES).glob("*.asl.json")
+        if p.name not in STACK_MACHINES
+    }
     for rel in sorted(stale - set(project.outputs())):
         # A removed workflow: its state machine stays deployed (Retain) until its runs end.
         (project.root / rel).unlink()
@@ -216,3 +243,86 @@ def nested_template(workflow_ids: list[str]) -> str:
         # CloudFormation needs at least one resource: a harmless wait condition handle.
         body = "  NoWorkflows:\n    Type: AWS::CloudFormation::WaitConditionHandle\n"
     return _NESTED_HEAD + body
+
+
+# ---------------------------------------------------------------- segments: event retention, windows
+
+
+DEFAULT_EVENT_TTL_DAYS = 400  # Config's default when template.yaml sets no EVENT_TTL_DAYS
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """Reads template.yaml for plain values only: CloudFormation's tags (!Ref, !Sub, ...) become None."""
+
+
+_TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def event_retention(root: Path) -> timedelta:
+    """How long the stack keeps events: EVENT_TTL_DAYS of template.yaml's function environment, or
+    the functions' default. Every `within` a rule reads must fit in it."""
+    path = root / "template.yaml"
+    days: Any = None
+    if path.exists():
+        try:
+            template = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateLoader) or {}
+            env = (((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}).get(
+                "Variables"
+            ) or {}
+            days = env.get("EVENT_TTL_DAYS")
+        except (yaml.YAMLError, AttributeError):
+            days = None
+    try:
+        return timedelta(days=int(days)) if days is not None else timedelta(days=DEFAULT_EVENT_TTL_DAYS)
+    except (TypeError, ValueError):
+        return timedelta(days=DEFAULT_EVENT_TTL_DAYS)
+
+
+def check_workflow_windows(
+    sources: list[tuple[str, Any]], segments: dict[str, Any], retention: timedelta
+) -> list[Problem]:
+    """Every rule of a workflow (audience, exit_when, branch conditions, through the segments they
+    name) and its goal must read no further back than events are kept; also, workflow ids that would
+    take a stack-level state machine's file."""
+    from cairn.domain import durations, rules
+    from cairn.domain.segments import SegmentCatalog, retention_problem
+
+    problems: list[Problem] = []
+    catalog = SegmentCatalog.from_data(segments)
+
+    def visit(node: Any, loc: tuple[str | int, ...], file: str, raw: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = (*loc, key)
+                window = None
+                if key in ("audience", "exit_when", "if") and isinstance(value, dict):
+                    try:
+                        window = rules.max_within(catalog.expand(rules.parse_rule(plain(value))))
+                    except rules.RuleError:
+                        window = None  # the workflow validator reports it
+                elif key == "goal" and isinstance(value, dict) and isinstance(value.get("within"), str):
+                    try:
+                        window = durations.parse_duration(value["within"])
+                    except durations.DurationError:
+                        window = None
+                if window is not None and window > retention:
+                    where = ".".join(str(p) for p in here)
+                    problems.append(
+                        Problem(file, line_of(raw, here), retention_problem(where, window, retention))
+                    )
+                visit(value, here, file, raw)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                visit(value, (*loc, index), file, raw)
+
+    for file, raw in sources:
+        if isinstance(raw, dict) and raw.get("id") in RESERVED_WORKFLOW_IDS:
+            problems.append(
+                Problem(
+                    file,
+                    line_of(raw, ("id",)),
+                    f"id '{raw['id']}' is reserved (a state machine of the stack)",
+                )
+            )
+        visit(raw, (), file, raw)
+    return problems

@@ -7,11 +7,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
-from cairn.adapters.tables import PROFILE, ContactItem, EnrollmentItem, MessageItem, RunItem
+from cairn.adapters.tables import (
+    PROFILE,
+    REGION,
+    ContactItem,
+    EnrollmentItem,
+    IdentityItem,
+    MessageItem,
+    RunItem,
+    StatusEntry,
+)
 
 
 def conditional_failed(exc: Exception) -> bool:
@@ -22,6 +33,7 @@ def conditional_failed(exc: Exception) -> bool:
 class Profile:
     cid: str
     user_id: str | None = None
+    anonymous_ids: frozenset[str] = frozenset()
     attributes: dict[str, Any] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
     consent: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -31,6 +43,7 @@ class Profile:
     timezone: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    lists: frozenset[str] = frozenset()  # static lists (add_to_list / remove_from_list, the segments API)
 
     def consent_status(self, channel: str) -> str | None:
         entry = self.consent.get(channel)
@@ -43,6 +56,7 @@ def _profile(item: ContactItem) -> Profile:
     return Profile(
         cid=item.cid,
         user_id=item.user_id,
+        anonymous_ids=frozenset(item.anonymous_ids or ()),
         attributes=attrs,
         tags=frozenset(item.tags or ()),
         consent=consent,
@@ -52,6 +66,7 @@ def _profile(item: ContactItem) -> Profile:
         timezone=item.timezone,
         created_at=item.created_at,
         updated_at=item.updated_at,
+        lists=frozenset(item.lists or ()),
     )
 
 
@@ -60,7 +75,49 @@ def _attributes() -> Any:
     return ContactItem.attributes
 
 
+def _consent() -> Any:
+    return ContactItem.consent
+
+
 RESERVED_FIELDS = {"email": ContactItem.email, "phone": ContactItem.phone, "timezone": ContactItem.timezone}
+
+
+class ProfileChanged(Exception):
+    """The profile is not as the caller read it (a concurrent writer, or it appeared or vanished):
+    read it again and retry. Nothing was written."""
+
+
+class IdentityConflict(Exception):
+    """An identity the update claims (`email#...`) belongs to another contact. Nothing was written."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"{kind} belongs to another contact")
+        self.kind = kind
+
+
+@dataclass
+class ProfileUpdate:
+    """What one write changes on a profile; every part is optional and merges (nothing is erased)."""
+
+    fields: dict[str, Any] = field(default_factory=dict)  # email, phone, timezone: set
+    attributes: dict[str, Any] = field(default_factory=dict)  # set (these win)
+    fill: dict[str, Any] = field(default_factory=dict)  # set only where the contact has none (merges)
+    consent: dict[str, dict[str, Any]] = field(default_factory=dict)  # channel -> entry, set
+    fill_consent: dict[str, dict[str, Any]] = field(default_factory=dict)  # only where none
+    tags: frozenset[str] = frozenset()  # added
+    anonymous_ids: frozenset[str] = frozenset()  # added
+    suppression: str | None = None  # set when given
+    clear_suppression: bool = False
+    user_id: str | None = None
+    imported: bool = False
+
+
+@dataclass
+class IdentityChange:
+    """Identities (`email#<sha256>`) to claim for the contact and to release, in the same transaction."""
+
+    claim: list[tuple[str, str]] = field(default_factory=list)  # (key, kind)
+    release: list[str] = field(default_factory=list)  # keys
 
 
 class ContactStore:
@@ -107,6 +164,124 @@ class ContactStore:
                     raise
         raise RuntimeError("profile update did not converge")  # pragma: no cover
 
+    def update(
+        self,
+        cid: str,
+        change: ProfileUpdate,
+        *,
+        now: datetime,
+        basis: Profile | None,
+        identities: IdentityChange | None = None,
+    ) -> Profile:
+        """Apply `change` to the profile as the caller read it (`basis`, None: no profile yet).
+
+        One UpdateItem, conditioned on the profile still existing (or not) and on the email and phone
+        being what the caller saw when the change sets them; with identities to claim or release, one
+        TransactWriteItems with those conditional identity writes. Raises ProfileChanged (retry with a
+        fresh read) or IdentityConflict; in both cases nothing is written."""
+        actions = self._actions(change, now=now, new=basis is None)
+        condition = self._condition(change, basis)
+        item = ContactItem(cid, PROFILE)
+        if identities is None or not (identities.claim or identities.release):
+            try:
+                item.update(actions=actions, condition=condition)
+            except UpdateError as exc:
+                if conditional_failed(exc):
+                    raise ProfileChanged() from None
+                raise
+            return _profile(item)
+        try:
+            with TransactWrite(connection=Connection(region=REGION)) as tx:
+                for key, _kind in identities.claim:
+                    tx.update(
+                        IdentityItem(key),
+                        actions=[
+                            IdentityItem.cid.set(cid),
+                            IdentityItem.created_at.set(IdentityItem.created_at | now),
+                        ],
+                        condition=IdentityItem.key.does_not_exist() | (IdentityItem.cid == cid),
+                    )
+                for key in identities.release:
+                    tx.delete(
+                        IdentityItem(key),
+                        condition=IdentityItem.key.does_not_exist() | (IdentityItem.cid == cid),
+                    )
+                tx.update(item, actions=actions, condition=condition)
+        except TransactWriteError as exc:
+            codes = [r.code if r is not None else None for r in exc.cancellation_reasons or []]
+            for index, (_key, kind) in enumerate(identities.claim):
+                if index < len(codes) and codes[index] == "ConditionalCheckFailed":
+                    raise IdentityConflict(kind) from None
+            if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:
+                raise ProfileChanged() from None
+            raise
+        fresh = self.get(cid)
+        if fresh is None:  # erased in between
+            raise ProfileChanged()
+        return fresh
+
+    @staticmethod
+    def _actions(change: ProfileUpdate, *, now: datetime, new: bool) -> list[Action]:
+        actions: list[Action] = [ContactItem.updated_at.set(now)]
+        actions.append(
+            ContactItem.created_at.set(now)
+            if new
+            else ContactItem.created_at.set(ContactItem.created_at | now)
+        )
+        actions.extend(RESERVED_FIELDS[k].set(v) for k, v in change.fields.items())
+        if change.user_id is not None:
+            actions.append(ContactItem.user_id.set(change.user_id))
+        if change.tags:
+            actions.append(ContactItem.tags.add(set(change.tags)))
+        if change.anonymous_ids:
+            actions.append(ContactItem.anonymous_ids.add(set(change.anonymous_ids)))
+        if change.suppression is not None:
+            actions.append(ContactItem.suppression.set(change.suppression))
+        elif change.clear_suppression:
+            actions.append(ContactItem.suppression.remove())
+        if change.imported:
+            actions.append(ContactItem.imported_at.set(now))
+        if new:
+            attrs = {**change.fill, **change.attributes}
+            consent = {**change.fill_consent, **change.consent}
+            actions.append(ContactItem.attributes.set(attrs))
+            actions.append(ContactItem.consent.set(consent))
+            return actions
+        for k, v in change.attributes.items():
+            actions.append(_attributes()[k].set(v))
+        for k, v in change.fill.items():
+            if k not in change.attributes:
+                actions.append(_attributes()[k].set(_attributes()[k] | v))
+        for ch, entry in change.consent.items():
+            actions.append(_consent()[ch].set(entry))
+        for ch, entry in change.fill_consent.items():
+            if ch not in change.consent:
+                actions.append(_consent()[ch].set(_consent()[ch] | entry))
+        return actions
+
+    @staticmethod
+    def _condition(change: ProfileUpdate, basis: Profile | None) -> Condition:
+        if basis is None:
+            return ContactItem.attributes.does_not_exist()
+        condition: Condition = ContactItem.attributes.exists()
+        for name in ("email", "phone"):
+            if name in change.fields:
+                seen = getattr(basis, name)
+                attr = RESERVED_FIELDS[name]
+                condition &= (attr == seen) if seen is not None else attr.does_not_exist()
+        return condition
+
+    def delete_profile(self, cid: str) -> None:
+        ContactItem(cid, PROFILE).delete()
+
+    def delete_all(self, cid: str) -> int:
+        """Delete every item of the contact (profile, enrollments, runs, messages); returns how many."""
+        items = list(ContactItem.query(cid, attributes_to_get=["cid", "sk"], consistent_read=True))
+        with ContactItem.batch_write() as batch:
+            for item in items:
+                batch.delete(item)
+        return len(items)
+
     def ensure(self, cid: str, *, now: datetime, user_id: str | None = None) -> None:
         """Make sure a profile exists (an event for a contact never identified)."""
         if self.get(cid) is None:
@@ -127,6 +302,16 @@ class ContactStore:
         )
         return _profile(item)
 
+    def set_suppression(self, cid: str, suppression: str | None, *, now: datetime) -> None:
+        """Set (or with None clear) the profile's suppression: bounced, complained, sms-opted-out."""
+        item = ContactItem(cid, PROFILE)
+        action = ContactItem.suppression.set(suppression) if suppression else ContactItem.suppression.remove()
+        try:
+            item.update(actions=[action, ContactItem.updated_at.set(now)], condition=ContactItem.sk.exists())
+        except UpdateError as exc:
+            if not conditional_failed(exc):  # the contact was erased meanwhile: nothing to suppress
+                raise
+
 
 @dataclass(frozen=True)
 class Enrollment:
@@ -139,6 +324,12 @@ class Enrollment:
     token: str | None = None
     waiting_step: str | None = None
     trigger_id: str | None = None
+    wait_for: dict[str, Any] | None = None  # a wait_for step's awaited event, while it waits
+    waiting_until: datetime | None = None  # when the current wait times out
+    variant: str | None = None
+    execution: str | None = None
+    exited_at: datetime | None = None
+    exit_reason: str | None = None
 
 
 def _enrollment(item: EnrollmentItem) -> Enrollment:
@@ -152,6 +343,12 @@ def _enrollment(item: EnrollmentItem) -> Enrollment:
         token=item.token,
         waiting_step=item.waiting_step,
         trigger_id=item.trigger_id,
+        wait_for=item.wait_for.as_dict() if item.wait_for is not None else None,
+        waiting_until=item.waiting_until,
+        variant=item.variant,
+        execution=item.execution,
+        exited_at=item.exited_at,
+        exit_reason=item.exit_reason,
     )
 
 
@@ -179,11 +376,13 @@ class EnrollmentStore:
         now: datetime,
         reentry: str,
         reentry_after_cutoff: datetime | None,
+        distinct_trigger: bool = False,
     ) -> Enrollment | None:
         """Open a run with ONE conditional update: never two open runs of a workflow for a contact.
 
         A retry for the same trigger finds its own `starting` run and gets it back (so the execution is
-        started again under the same name, which Step Functions treats as the same run)."""
+        started again under the same name, which Step Functions treats as the same run).
+        `distinct_trigger`: never admit a second run for the same trigger id (a yearly date's day)."""
         item = EnrollmentItem(cid, EnrollmentItem.key(workflow_id))
         closed = EnrollmentItem.status.is_in("completed", "converted", "exited", "failed")
         admit: Condition
@@ -196,6 +395,8 @@ class EnrollmentStore:
             admit = EnrollmentItem.run.does_not_exist() | (
                 closed & (EnrollmentItem.entered_at <= reentry_after_cutoff)
             )
+        if distinct_trigger:
+            admit &= EnrollmentItem.trigger_id.does_not_exist() | (EnrollmentItem.trigger_id != trigger_id)
         try:
             item.update(
                 actions=[
@@ -209,6 +410,10 @@ class EnrollmentStore:
                     EnrollmentItem.exit_reason.remove(),
                     EnrollmentItem.token.remove(),
                     EnrollmentItem.waiting_step.remove(),
+                    EnrollmentItem.wait_for.remove(),
+                    EnrollmentItem.waiting_until.remove(),
+                    EnrollmentItem.variant.remove(),
+                    EnrollmentItem.variants.remove(),
                 ],
                 condition=admit,
             )
@@ -241,12 +446,30 @@ class EnrollmentStore:
             entered_at=item.entered_at,
         ).save()
 
-    def park(self, cid: str, workflow_id: str, run: int, step_id: str, token: str) -> bool:
-        """Store a wait's task token on the open run; False if the run is no longer open."""
+    def park(
+        self,
+        cid: str,
+        workflow_id: str,
+        run: int,
+        step_id: str,
+        token: str,
+        *,
+        wait_for: dict[str, Any] | None = None,
+        until: datetime | None = None,
+    ) -> bool:
+        """Store a wait's task token on the open run (with a wait_for step's awaited event); False if the
+        run is no longer open."""
         item = EnrollmentItem(cid, EnrollmentItem.key(workflow_id))
+        awaited = EnrollmentItem.wait_for.set(wait_for) if wait_for else EnrollmentItem.wait_for.remove()
+        timeout = EnrollmentItem.waiting_until.set(until) if until else EnrollmentItem.waiting_until.remove()
         try:
             item.update(
-                actions=[EnrollmentItem.token.set(token), EnrollmentItem.waiting_step.set(step_id)],
+                actions=[
+                    EnrollmentItem.token.set(token),
+                    EnrollmentItem.waiting_step.set(step_id),
+                    awaited,
+                    timeout,
+                ],
                 condition=(EnrollmentItem.run == run) & EnrollmentItem.status.is_in(*ACTIVE),
             )
             return True
@@ -259,7 +482,12 @@ class EnrollmentStore:
         item = EnrollmentItem(cid, EnrollmentItem.key(workflow_id))
         try:
             item.update(
-                actions=[EnrollmentItem.token.remove(), EnrollmentItem.waiting_step.remove()],
+                actions=[
+                    EnrollmentItem.token.remove(),
+                    EnrollmentItem.waiting_step.remove(),
+                    EnrollmentItem.wait_for.remove(),
+                    EnrollmentItem.waiting_until.remove(),
+                ],
                 condition=(EnrollmentItem.run == run) & (EnrollmentItem.token == token),
             )
         except UpdateError as exc:
@@ -280,6 +508,8 @@ class EnrollmentStore:
                     EnrollmentItem.exited_at.set(now),
                     EnrollmentItem.token.remove(),
                     EnrollmentItem.waiting_step.remove(),
+                    EnrollmentItem.wait_for.remove(),
+                    EnrollmentItem.waiting_until.remove(),
                 ],
                 condition=(EnrollmentItem.run == run) & EnrollmentItem.status.is_in(*ACTIVE),
             )
@@ -299,11 +529,40 @@ class EnrollmentStore:
             entered_at=before.entered_at,
             exited_at=now,
             exit_reason=reason,
+            variant=before.variant,
         ).save()
         return _enrollment(before)
 
+    def set_variant(self, cid: str, workflow_id: str, run: int, step_id: str, variant: str) -> bool:
+        """Record a split's variant on the open run (`variant`, and `variants[step]`); False if closed."""
+        item = EnrollmentItem(cid, EnrollmentItem.key(workflow_id))
+        open_run = (EnrollmentItem.run == run) & EnrollmentItem.status.is_in(*ACTIVE)
+        for by_step in (
+            cast(Any, EnrollmentItem.variants)[step_id].set(variant),
+            EnrollmentItem.variants.set({step_id: variant}),  # the run's first split
+        ):
+            try:
+                item.update(actions=[EnrollmentItem.variant.set(variant), by_step], condition=open_run)
+                return True
+            except UpdateError as exc:
+                if conditional_failed(exc):
+                    return False
+                if getattr(exc, "cause_response_code", None) != "ValidationException":
+                    raise
+        return False
+
     def runs(self, cid: str) -> list[RunItem]:
         return list(RunItem.query(cid, RunItem.sk.startswith("run#")))
+
+    def all(self, cid: str) -> list[Enrollment]:
+        """Every current enrollment of the contact (one per workflow), open or ended."""
+        items = EnrollmentItem.query(cid, EnrollmentItem.sk.startswith("enr#"), consistent_read=True)
+        return [_enrollment(i) for i in items]
+
+    def executions(self, cid: str) -> list[tuple[Enrollment, str]]:
+        """The open runs with an execution, as (enrollment, execution ARN)."""
+        items = EnrollmentItem.query(cid, EnrollmentItem.sk.startswith("enr#"), consistent_read=True)
+        return [(_enrollment(i), i.execution) for i in items if i.status in ACTIVE and i.execution]
 
 
 class MessageStore:
@@ -366,7 +625,67 @@ class MessageStore:
             actions.append(MessageItem.skip_reason.set(reason))
         item.update(actions=actions)
 
+    # -- status history (the send and feedback functions) -------------------------------------------
+    def reclaim(self, item: MessageItem, *, now: datetime) -> bool:
+        """Claim again a message that waited (held) or whose provider call was throttled; False if
+        another invocation got it first or it has moved on."""
+        try:
+            item.update(
+                actions=[MessageItem.status.set("claimed"), MessageItem.claimed_at.set(now)],
+                condition=MessageItem.status.is_in("held", "throttled"),
+            )
+            return True
+        except UpdateError as exc:
+            if conditional_failed(exc):
+                return False
+            raise
+
+    def record(
+        self,
+        item: MessageItem,
+        status: str,
+        *,
+        at: datetime,
+        reason: str | None = None,
+        until: datetime | None = None,
+        provider_id: str | None = None,
+        sent_at: datetime | None = None,
+        kind: str | None = None,
+        only_from: tuple[str, ...] | None = None,
+    ) -> bool:
+        """Set the status and append it to the history in ONE update. A skip or hold keeps its reason
+        (`skipReason`); any other status clears it. `only_from`: change the status only from these
+        (the history is appended regardless; `()`: history only). Returns whether the status changed."""
+        entry = StatusEntry(status=status, at=at, reason=reason, until=until)
+        history = MessageItem.history.set((MessageItem.history | []).append([entry]))
+        if only_from == ():
+            item.update(actions=[history])
+            return False
+        actions: list[Action] = [MessageItem.status.set(status), history]
+        if status in ("skipped", "held", "failed", "unknown"):
+            if reason is not None:
+                actions.append(MessageItem.skip_reason.set(reason))
+        else:
+            actions.append(MessageItem.skip_reason.remove())
+        if provider_id is not None:
+            actions.append(MessageItem.provider_id.set(provider_id))
+        if sent_at is not None:
+            actions.append(MessageItem.sent_at.set(sent_at))
+        if kind is not None:
+            actions.append(MessageItem.kind.set(kind))
+        if only_from is None:
+            item.update(actions=actions)
+            return True
+        try:
+            item.update(actions=actions, condition=MessageItem.status.is_in(*only_from))
+            return True
+        except UpdateError as exc:
+            if not conditional_failed(exc):
+                raise
+        item.update(actions=[history])
+        return False
+
     def recent(self, cid: str, limit: int = 50) -> list[MessageItem]:
-        items = list(MessageItem.query(cid, MessageItem.sk.startswith("msg#")))
-        items.sort(key=lambda m: m.claimed_at, reverse=True)
-        return items[:limit]
+        """The contact's last `limit` messages, newest claim first: one query of the `byClaimedAt` index
+        that reads only those (items carry the fields the contact API shows, not the status history)."""
+        return list(MessageItem.by_time.query(cid, scan_index_forward=False, limit=limit))

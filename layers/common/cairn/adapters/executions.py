@@ -30,6 +30,16 @@ class Executions:
                 raise ExecutionThrottled(code) from exc
             raise
 
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        """End a run now (StopExecution: the run shows ABORTED). False if it had already ended."""
+        try:
+            client("stepfunctions").stop_execution(executionArn=execution_arn, error=error, cause=cause)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "ExecutionNotFound"):
+                return False
+            raise
+
     def resume(self, token: str, output: dict[str, Any]) -> bool:
         return self._answer(lambda c: c.send_task_success(taskToken=token, output=json.dumps(output)))
 

@@ -6,13 +6,14 @@ import os
 from collections.abc import Mapping
 
 from pynamodb.attributes import (
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, LocalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -51,6 +52,10 @@ class ContactItem(_Base):
     created_at = UTCDateTimeAttribute(null=True, attr_name="createdAt")
     updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
     event_count = NumberAttribute(default=0, attr_name="eventCount")
+    lists = UnicodeSetAttribute(null=True)  # static lists (workflows' add_to_list / remove_from_list)
+    # Set equal to updatedAt by `POST /v1/contacts/import`: a stream consumer can tell an imported change
+    # (which must fire no triggers) from a live one.
+    imported_at = UTCDateTimeAttribute(null=True, attr_name="importedAt")
 
 
 class EnrollmentItem(_Base):
@@ -73,6 +78,11 @@ class EnrollmentItem(_Base):
     execution = UnicodeAttribute(null=True)
     token = UnicodeAttribute(null=True)
     waiting_step = UnicodeAttribute(null=True, attr_name="waitingStep")
+    waiting_until = UTCDateTimeAttribute(null=True, attr_name="waitingUntil")  # when the wait times out
+    # A `wait_for` step's awaited event (event, where?, messageId?, since), set with its token.
+    wait_for = MapAttribute[str, object](null=True, attr_name="waitFor")
+    variant = UnicodeAttribute(null=True)  # the last split's variant (A, B, holdout)
+    variants = MapAttribute[str, object](null=True)  # every split of the run: step id -> variant
 
     @staticmethod
     def key(workflow_id: str) -> str:
@@ -95,10 +105,35 @@ class RunItem(_Base):
     entered_at = UTCDateTimeAttribute(null=True, attr_name="enteredAt")
     exited_at = UTCDateTimeAttribute(null=True, attr_name="exitedAt")
     exit_reason = UnicodeAttribute(null=True, attr_name="exitReason")
+    variant = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(workflow_id: str, run: int) -> str:
         return f"run#{workflow_id}#{run:06d}"
+
+
+class StatusEntry(MapAttribute[str, object]):
+    """One step of a message's status history (held, sent, delivered, opened, bounced, ...)."""
+
+    status = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    reason = UnicodeAttribute(null=True)
+    until = UTCDateTimeAttribute(null=True)  # a hold: the next allowed moment
+
+
+class MessagesByTime(GlobalSecondaryIndex["MessageItem"]):
+    """A contact's messages by claim time (GSI `byClaimedAt` of the contacts table; sparse: only messages
+    have `claimedAt`), carrying the fields `GET /v1/contacts/{userId}` shows, so that reading the last 50
+    reads 50 items, not every message the contact ever got."""
+
+    class Meta:
+        index_name = "byClaimedAt"
+        projection = IncludeProjection(
+            ["messageId", "channel", "template", "workflowId", "stepId", "status", "sentAt", "skipReason"]
+        )
+
+    cid = UnicodeAttribute(hash_key=True)
+    claimed_at = UTCDateTimeAttribute(range_key=True, attr_name="claimedAt")
 
 
 class MessageItem(_Base):
@@ -117,11 +152,14 @@ class MessageItem(_Base):
     version = UnicodeAttribute(null=True)
     run = NumberAttribute()
     step_id = UnicodeAttribute(attr_name="stepId")
-    status = UnicodeAttribute()  # claimed | sent | skipped | unknown | failed
+    status = UnicodeAttribute()  # claimed | sent | skipped | unknown | failed | held | delivered | ...
     provider_id = UnicodeAttribute(null=True, attr_name="providerId")
     claimed_at = UTCDateTimeAttribute(attr_name="claimedAt")
     sent_at = UTCDateTimeAttribute(null=True, attr_name="sentAt")
     skip_reason = UnicodeAttribute(null=True, attr_name="skipReason")
+    kind = UnicodeAttribute(null=True)  # marketing | transactional
+    history = ListAttribute(of=StatusEntry, null=True)
+    by_time = MessagesByTime()
 
     @staticmethod
     def key(message_id: str) -> str:
@@ -152,7 +190,11 @@ class EventItem(_Base):
     user_id = UnicodeAttribute(null=True, attr_name="userId")
     anonymous_id = UnicodeAttribute(null=True, attr_name="anonymousId")
     received_at = UTCDateTimeAttribute(attr_name="receivedAt")
-    source = UnicodeAttribute(default="api")  # api | cairn (reserved events Cairn records itself)
+    # api | cairn (reserved events Cairn records itself) | merge (moved from an anonymous contact by an
+    # identify: already reacted to once, so it fires nothing again)
+    source = UnicodeAttribute(default="api")
+    context = MapAttribute[str, object](null=True)  # Segment's `context` (library, page, ip, ...)
+    sent_at = UTCDateTimeAttribute(null=True, attr_name="sentAt")
     expires_at = NumberAttribute(attr_name="expiresAt")
     by_time = ByTimeIndex()
 
@@ -162,8 +204,11 @@ class IdentityItem(_Base):
         table_name = _table("IDENTITIES_TABLE", "cairn-identities")
         table_env = "IDENTITIES_TABLE"
 
+    # user#<id> | anon#<id> | email#<sha256> | tomb#<sha256> | erased#<cid> (cairn.services.erase)
     key = UnicodeAttribute(hash_key=True)
-    cid = UnicodeAttribute()
+    cid = UnicodeAttribute(null=True)  # null for tombstones: an erased contact has no id left
+    state = UnicodeAttribute(null=True)  # anon#: merging | merged (an identify moved its contact)
+    created_at = UTCDateTimeAttribute(null=True, attr_name="createdAt")
 
 
 class KeyItem(_Base):
@@ -178,7 +223,136 @@ class KeyItem(_Base):
     created_at = UTCDateTimeAttribute(null=True, attr_name="createdAt")
 
 
-ALL_MODELS: tuple[type[Model], ...] = (ContactItem, EventItem, IdentityItem, KeyItem)
+class StatsItem(_Base):
+    """Workflow statistics (cairn.adapters.stats): sharded daily counters (pk "c#<workflow>#<shard>"),
+    unique-per-contact markers ("m#...") and the conversion log for attribution ("v#<workflow>#<shard>").
+    Counters are top-level Number attributes named by what they count, updated by ADD (read raw)."""
+
+    class Meta(_Base.Meta):
+        table_name = _table("STATS_TABLE", "cairn-stats")
+        table_env = "STATS_TABLE"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    expires_at = NumberAttribute(null=True, attr_name="expiresAt")  # markers and the conversion log only
+
+
+class SegmentItem(_Base):
+    """The segments table's keys (cairn.adapters.segments holds its item types): memberships
+    (pk "m#<segment>#<shard>", sk the cid), sharded member counts, each contact's time-driven changes
+    and the hourly time-due index, builds. No stream: nothing reacts to these writes."""
+
+    class Meta(_Base.Meta):
+        table_name = _table("SEGMENTS_TABLE", "cairn-segments")
+        table_env = "SEGMENTS_TABLE"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    expires_at = NumberAttribute(null=True, attr_name="expiresAt")  # memberships a contact left
+
+
+# ---------------------------------------------------------------- workflows (cairn.adapters.journeys)
+# Items of the contacts table outside any contact's partition: their keys start with "#", which no
+# cid does. The contacts stream ignores them (react reads only sk = "profile").
+
+
+class WorkflowItem(_Base):
+    """A workflow's state (pk "#workflows", sk "wf#<id>"): pause/retire status and the versions that ran."""
+
+    class Meta(_Base.Meta):
+        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
+
+    cid = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    workflow_id = UnicodeAttribute(attr_name="workflowId")
+    status = UnicodeAttribute(default="active")  # active | paused | draining | retired
+    move_to = UnicodeAttribute(null=True, attr_name="moveTo")
+    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
+    versions = MapAttribute[str, object](null=True)  # version -> first entry (ISO time)
+
+    PK = "#workflows"
+
+    @staticmethod
+    def key(workflow_id: str) -> str:
+        return f"wf#{workflow_id}"
+
+
+class TaskItem(_Base):
+    """A human follow-up task from an `assign_task` step (pk "#tasks", sk "task#<id>")."""
+
+    class Meta(_Base.Meta):
+        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
+
+    cid = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    task_id = UnicodeAttribute(attr_name="taskId")
+    contact = UnicodeAttribute()  # the contact's cid
+    assignee = UnicodeAttribute()
+    title = UnicodeAttribute()
+    note = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(default="open")  # open | done | dismissed
+    due = UTCDateTimeAttribute(null=True)
+    workflow_id = UnicodeAttribute(attr_name="workflowId")
+    step_id = UnicodeAttribute(attr_name="stepId")
+    run = NumberAttribute()
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+
+    PK = "#tasks"
+
+    @staticmethod
+    def key(task_id: str) -> str:
+        return f"task#{task_id}"
+
+
+class DateIndexItem(_Base):
+    """Yearly date triggers: contacts by the month-day of a date attribute (pk "#date#<wf>#<MM-DD>",
+    sk the cid), and in the contact's partition where it is indexed (pk cid, sk "date#<wf>")."""
+
+    class Meta(_Base.Meta):
+        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
+
+    cid = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    month_day = UnicodeAttribute(attr_name="monthDay")
+    timezone = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def partition(workflow_id: str, month_day: str) -> str:
+        return f"#date#{workflow_id}#{month_day}"
+
+    @staticmethod
+    def pointer(workflow_id: str) -> str:
+        return f"date#{workflow_id}"
+
+
+class HeldItem(_Base):
+    """A run whose message waits for a paused workflow (pk "#held#<wf>", sk the cid): a resume wakes it."""
+
+    class Meta(_Base.Meta):
+        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
+        table_env = "CONTACTS_TABLE"
+
+    cid = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    run = NumberAttribute()
+
+    @staticmethod
+    def partition(workflow_id: str) -> str:
+        return f"#held#{workflow_id}"
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    MessageItem,  # the contacts table: MessageItem declares its keys and its one GSI (byClaimedAt)
+    EventItem,
+    IdentityItem,
+    KeyItem,
+    StatsItem,
+    SegmentItem,
+)
 
 
 def bound_models() -> list[type[Model]]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cairn.cli import keys, render, report, send_test
+
 app = typer.Typer(help="Cairn: marketing automation in your own AWS account.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys: create, list and revoke.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
 
 Root = Annotated[Path, typer.Option("--root", help="the project folder", file_okay=False)]
 
@@ -32,8 +31,8 @@ def validate(root: Root = Path(".")) -> None:
     if project.problems:
         _fail(f"{len(project.problems)} problem(s)")
     typer.echo(
-        f"ok: {len(project.site.workflows)} workflow(s), {len(project.site.templates.email)} email and "
-        f"{len(project.site.templates.sms)} SMS template(s)"
+        f"ok: {len(project.site.workflows)} workflow(s), {len(project.site.segments)} segment(s), "
+        f"{len(project.site.templates.email)} email and {len(project.site.templates.sms)} SMS template(s)"
     )
 
 
@@ -93,6 +92,9 @@ def local(
         runtime.stop()
 
 
+__import__("cairn.cli.graph", fromlist=["register"]).register(app)  # cairn graph <workflow>
+
+
 @app.command()
 def demo(root: Root = Path(".")) -> None:
     """Play the canonical journeys on synthetic contacts in local mode and print what each one received."""
@@ -101,55 +103,10 @@ def demo(root: Root = Path(".")) -> None:
     sys.exit(run(root))
 
 
-@keys_app.command("create")
-def keys_create(
-    kind: Annotated[str, typer.Option(help="write (browser-safe: track, identify, batch) or secret")],
-    stack: Annotated[str | None, typer.Option(help="the deployed stack (its KeysTable output)")] = None,
-    name: Annotated[str, typer.Option(help="a label for the key")] = "",
-) -> None:
-    """Create an API key in a deployed stack and print it once (only its hash is stored)."""
-    from cairn.domain.keys import KeyKind
-
-    if kind not in ("write", "secret"):
-        _fail("--kind must be write or secret")
-    _use_stack_tables(stack)
-    from cairn.adapters.keys import KeyStore
-
-    typer.echo(KeyStore.create(KeyKind(kind), name))
-
-
-@keys_app.command("revoke")
-def keys_revoke(
-    key: Annotated[str, typer.Argument(help="the key, or its sha256 hash")],
-    stack: Annotated[str | None, typer.Option(help="the deployed stack")] = None,
-) -> None:
-    """Revoke a key; running functions stop accepting it within a minute."""
-    _use_stack_tables(stack)
-    from cairn.adapters.keys import KeyStore
-
-    if not KeyStore.revoke(key):
-        _fail("no such key")
-    typer.echo("revoked")
-
-
-def _use_stack_tables(stack: str | None) -> None:
-    """Point the table models at a deployed stack's tables (from its outputs) before they are imported."""
-    if "cairn.adapters.tables" in sys.modules:
-        return
-    if stack is None:
-        if "KEYS_TABLE" not in os.environ:
-            _fail("name the deployed stack with --stack (or set KEYS_TABLE)")
-        return
-    from cairn.adapters.aws import client
-
-    try:
-        outputs = client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
-    except Exception as exc:
-        _fail(f"cannot read stack {stack}: {exc}")
-    by_key = {o["OutputKey"]: o["OutputValue"] for o in outputs}
-    for env, output in (("KEYS_TABLE", "KeysTableName"), ("CONTACTS_TABLE", "ContactsTableName")):
-        if output in by_key:
-            os.environ[env] = by_key[output]
+keys.register(app)  # cairn keys create|list|revoke|identity-secret (cli/keys.py)
+render.register(app)  # cairn render <template> --contact <file|userId> (cli/render.py)
+send_test.register(app)  # cairn send-test <template> --to <seed address> (cli/send_test.py)
+report.register(app)  # cairn report <workflow> [--html out.html] (cli/report.py)
 
 
 def main() -> None:

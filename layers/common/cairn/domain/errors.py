@@ -58,6 +58,13 @@ class PayloadTooLarge(CairnError):
     code = "payload_too_large"
 
 
+class Unavailable(CairnError):
+    """A write failed after its retries (the table throttled us): safe to send again (a batch item)."""
+
+    status = 503
+    code = "unavailable"
+
+
 class Throttled(CairnError):
     status = 429
     code = "throttled"
@@ -82,3 +89,12 @@ class StaleRun(Exception):
 
 class TransientError(Exception):
     """A provider or table throttled us before anything happened: safe to retry (ASL Retry matches it)."""
+
+
+class WebhookFailed(Exception):
+    """A webhook's receiver did not answer 2xx in time (5xx, 408, 429, timeout, network): retried by the
+    webhook step's ASL Retry, then caught."""
+
+
+class WebhookRejected(Exception):
+    """A webhook's receiver refused the call for good (another 4xx): not retried."""

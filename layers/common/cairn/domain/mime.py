@@ -97,7 +97,7 @@ def build_email(
             raise ValueError("date must be timezone-aware")
         msg["Date"] = format_datetime(date)
     msg.set_raw("Message-ID", f"<{message_id}@{domain}>")
-    msg["X-Cairn-Message-Id"] = message_id
+    msg.set_raw("X-Cairn-Message-Id", message_id)  # never folded: ids are longer than a folded line allows
     if unsubscribe_url:
         targets = [f"<{_check_url(unsubscribe_url)}>"]
         if unsubscribe_mailto:

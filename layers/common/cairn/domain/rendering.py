@@ -7,8 +7,10 @@ templates, so build it once per cold start and reuse it.
 
 The context a send passes::
 
-    {"contact": {...attributes...}, "event": {...}, "workflow": {"id", "stepId"},
-     "unsubscribe_url": str, "postal_address": str, "now": datetime, "timezone"?: str}
+    {"contact": {...attributes...},
+     "event": {"event", "messageId", "timestamp", "properties": {...}},   # the run's trigger, as tracked
+     "workflow": {"id", "stepId", "version", "run"},
+     "unsubscribe_url": str, "postal_address": str, "public_url": str, "now": datetime, "timezone"?: str}
 
 Contact attributes are also exposed at the top level (``{{ firstName | default("there") }}``);
 the context's own keys win over attributes of the same name.
@@ -20,7 +22,7 @@ names the template, the part, the file and line, and the missing variable or the
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -57,7 +59,9 @@ from cairn.domain.templates import (
 )
 
 __all__ = [
+    "CONTEXT_FIELDS",
     "CONTEXT_KEYS",
+    "RESERVED_TRAITS",
     "SMS_MAX_LENGTH",
     "SMS_STOP_SUFFIX",
     "RenderedEmail",
@@ -66,12 +70,31 @@ __all__ = [
     "TemplateRenderError",
     "UnknownTemplate",
     "format_money",
+    "known_attributes",
+    "sms_segments",
 ]
 
 #: Keys the send function puts in every context (besides the contact's attributes).
 CONTEXT_KEYS = frozenset(
-    {"contact", "event", "workflow", "unsubscribe_url", "postal_address", "now", "timezone"}
+    {
+        "contact",
+        "event",
+        "workflow",
+        "unsubscribe_url",
+        "postal_address",
+        "public_url",
+        "now",
+        "timezone",
+        "confirm_url",  # the double opt-in confirmation email only
+    }
 )
+#: Traits every contact may have (DESIGN.md §2), usable in templates without being declared.
+RESERVED_TRAITS = frozenset({"email", "phone", "timezone", "firstName", "lastName", "locale", "userId"})
+#: The keys of the structured parts of the context: a key outside these is a typo, found at compile time.
+CONTEXT_FIELDS = {
+    "workflow": frozenset({"id", "stepId", "version", "run"}),
+    "event": frozenset({"event", "messageId", "timestamp", "properties"}),
+}
 SMS_MAX_LENGTH = 1600
 SMS_STOP_SUFFIX = " Reply STOP to opt out."
 _STOP_RE = re.compile(r"\bSTOP\b")
@@ -116,6 +139,27 @@ class RenderedEmail:
 class RenderedSms:
     body: str
     kind: str
+
+    @property
+    def segments(self) -> int:
+        """How many SMS parts the body is billed as (GSM-7: 160/153 characters, else UCS-2: 70/67)."""
+        return sms_segments(self.body)
+
+
+# The GSM 03.38 default alphabet and its extension table (extension characters count twice).
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = frozenset("^{}\\[~]|€")
+
+
+def sms_segments(body: str) -> int:
+    if all(c in _GSM7 or c in _GSM7_EXTENDED for c in body):
+        units = sum(2 if c in _GSM7_EXTENDED else 1 for c in body)
+        return 1 if units <= 160 else -(-units // 153)
+    units = sum(2 if ord(c) > 0xFFFF else 1 for c in body)  # UTF-16 code units
+    return 1 if units <= 70 else -(-units // 67)
 
 
 class _Undefined(ChainableUndefined, StrictUndefined):
@@ -331,6 +375,7 @@ class Renderer:
         self._env.filters["date"] = _make_date_filter(fallback)
         self._env.filters["money"] = _money_filter
         self._compiled: dict[str, Template] = {}
+        self._variables: dict[tuple[str, str | None, bool], set[str]] = {}
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -456,6 +501,70 @@ class Renderer:
             if test.name not in self._env.tests:
                 yield test.lineno, f"no test named {test.name!r}"
 
+    def check_variables(self, known_attributes: Iterable[str]) -> list[TemplateProblem]:
+        """Variables that can be known at compile time, each with file and line:
+
+        - a top-level variable used without ``| default(...)`` (or an ``is defined`` test) that is
+          neither part of the context, nor a reserved trait, nor a known attribute (named in
+          ``settings.yaml`` ``attributes`` or by a rule or update of a workflow or segment): no
+          contact could have it, and every message would fail;
+        - a key of ``workflow`` or ``event`` that the context never has (``workflow.nmae``).
+        """
+        allowed = CONTEXT_KEYS | RESERVED_TRAITS | set(known_attributes) | set(self._env.globals)
+        problems: list[TemplateProblem] = []
+        seen: set[tuple[str, str, str]] = set()
+        for channel, names in (("email", self._templates.email), ("sms", self._templates.sms)):
+            for name in sorted(names):
+                closure = self._closure(self._roots(name, "email" if channel == "email" else "sms"))
+                assigned = {
+                    n.name for ast in closure.values() for n in ast.find_all(nodes.Name) if n.ctx != "load"
+                }
+                for loader_name, ast in closure.items():
+                    label = "" if channel == "sms" else f"{self._origins[loader_name].part or 'partial'}: "
+                    required = _required(ast, meta.find_undeclared_variables(ast))
+                    for node in ast.find_all(nodes.Name):
+                        if node.ctx != "load" or node.name not in required or node.name in allowed:
+                            continue
+                        if node.name in assigned or (channel, name, node.name) in seen:
+                            continue
+                        seen.add((channel, name, node.name))
+                        file, line = self._locate(loader_name, node.lineno)
+                        problems.append(
+                            TemplateProblem(
+                                file,
+                                line,
+                                f"{label}{{{{ {node.name} }}}} has no default and no contact attribute "
+                                f"{node.name!r} is known: add | default(...), or list it under "
+                                "`attributes` in settings.yaml",
+                            )
+                        )
+                    for lineno, message in _field_problems(ast):
+                        file, line = self._locate(loader_name, lineno)
+                        problems.append(TemplateProblem(file, line, f"{label}{message}"))
+        unique = {(p.file, p.line, p.message): p for p in problems}
+        return sorted(unique.values(), key=lambda p: (p.file, p.line or 0, p.message))
+
+    def _closure(self, roots: list[str]) -> dict[str, nodes.Template]:
+        """The parsed templates `roots` name, with the partials and layouts they include or extend."""
+        parsed: dict[str, nodes.Template] = {}
+        pending = list(roots)
+        while pending:
+            loader_name = pending.pop()
+            if loader_name in parsed:
+                continue
+            source = self._loader.get_source(self._env, loader_name)[0]
+            try:
+                ast = self._env.parse(source, loader_name, loader_name)
+            except TemplateSyntaxError:
+                continue  # reported by check()
+            parsed[loader_name] = ast
+            for ref in _references(ast):
+                if isinstance(ref.template, nodes.Const) and isinstance(ref.template.value, str):
+                    target = self._loader.resolve(ref.template.value)
+                    if target is not None:
+                        pending.append(target)
+        return parsed
+
     def variables(self, name: str, channel: Channel | None = None) -> set[str]:
         """Top-level variables the template (every part, and the partials and layouts it names)
         uses without defining them (``jinja2.meta``). ``channel`` picks email or SMS when one
@@ -468,6 +577,13 @@ class Renderer:
         return self._collect(name, channel, required_only=True)
 
     def _collect(self, name: str, channel: Channel | None, *, required_only: bool) -> set[str]:
+        key = (name, channel, required_only)
+        cached = self._variables.get(key)
+        if cached is None:
+            cached = self._variables[key] = self._collect_uncached(name, channel, required_only=required_only)
+        return set(cached)
+
+    def _roots(self, name: str, channel: Channel | None) -> list[str]:
         roots: list[str] = []
         if channel in (None, "email") and name in self._templates.email:
             roots += [_email_loader_name(name, part) for part in EMAIL_PARTS]
@@ -475,6 +591,10 @@ class Renderer:
             roots.append(_sms_loader_name(name))
         if not roots:
             raise UnknownTemplate(f"no {channel or 'email or SMS'} template {name!r}", template=name)
+        return roots
+
+    def _collect_uncached(self, name: str, channel: Channel | None, *, required_only: bool) -> set[str]:
+        roots = self._roots(name, channel)
         found: set[str] = set()
         seen: set[str] = set()
         pending = list(roots)
@@ -641,6 +761,43 @@ def _text_footer(text: str, url: str, address: str) -> str:
     if not lines:
         return text
     return text.rstrip("\n") + "\n\n--\n" + "\n".join(lines) + "\n"
+
+
+def _field_problems(ast: nodes.Template) -> Iterator[tuple[int, str]]:
+    """`workflow.x` / `event.x` (or ``["x"]``) with a key the context never has."""
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        key: object
+        if isinstance(node, nodes.Getattr):
+            base, key = node.node, node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            base, key = node.node, node.arg.value
+        else:
+            continue
+        if not isinstance(base, nodes.Name) or base.name not in CONTEXT_FIELDS:
+            continue
+        fields = CONTEXT_FIELDS[base.name]
+        if isinstance(key, str) and key not in fields:
+            yield node.lineno, f"{base.name} has no {key!r} (it has {', '.join(sorted(fields))})"
+
+
+def known_attributes(*sources: Any) -> set[str]:
+    """Contact attribute names a project mentions: every ``attribute:`` of a rule and every key an
+    ``update`` step sets, found anywhere in the given raw structures (workflows, segments)."""
+    found: set[str] = set()
+    pending: list[Any] = list(sources)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, Mapping):
+            attribute = value.get("attribute")
+            if isinstance(attribute, str):
+                found.add(attribute)
+            update = value.get("update")
+            if isinstance(update, Mapping) and isinstance(update.get("set"), Mapping):
+                found.update(str(k) for k in update["set"])
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple | set | frozenset):
+            pending.extend(value)
+    return found
 
 
 _Reference = nodes.Include | nodes.Extends | nodes.Import | nodes.FromImport

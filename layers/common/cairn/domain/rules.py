@@ -56,6 +56,7 @@ __all__ = [
     "Dependencies",
     "EventCondition",
     "EventRecord",
+    "History",
     "NotRule",
     "NotWhere",
     "PropertyCondition",
@@ -75,6 +76,8 @@ __all__ = [
     "dump_where",
     "evaluate",
     "evaluate_where",
+    "history",
+    "inline_segments",
     "max_within",
     "next_time_change",
     "parse_rule",
@@ -1488,7 +1491,10 @@ def max_within(rule: Rule) -> timedelta | None:
 
 @dataclass(frozen=True)
 class Dependencies:
-    """What a rule reads: a change elsewhere cannot change its result."""
+    """What a rule reads: a change elsewhere cannot change its result.
+
+    ``tags`` and ``consent`` say whether any tag or channel is read; ``tag_names`` and ``channels``
+    say which (a change to another tag or channel cannot change the result either)."""
 
     attributes: frozenset[str]
     tags: bool
@@ -1496,6 +1502,8 @@ class Dependencies:
     events: frozenset[str]
     segments: frozenset[str]
     time: bool
+    tag_names: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
 
 
 def _relative(node: _Node) -> bool:
@@ -1516,7 +1524,79 @@ def dependencies(rule: Rule) -> Dependencies:
         events=frozenset(n.event for n in nodes if isinstance(n, EventCondition)),
         segments=frozenset(n.segment for n in nodes if isinstance(n, SegmentCondition)),
         time=any(_relative(n) for n in nodes),
+        tag_names=frozenset(n.tag for n in nodes if isinstance(n, TagCondition)),
+        channels=frozenset(n.consent for n in nodes if isinstance(n, ConsentCondition)),
     )
+
+
+@dataclass(frozen=True)
+class History:
+    """The events a rule reads: their names, and how far back from ``now`` (``window`` None: all of
+    them, because some event condition has no ``within``). No events, no history to read."""
+
+    events: frozenset[str]
+    window: timedelta | None
+
+    def since(self, now: datetime) -> datetime | None:
+        """The oldest instant worth reading (exclusive): None for everything kept."""
+        return None if self.window is None else _shift(now, -self.window)
+
+    def covers(self, other: History) -> bool:
+        """Whether a view holding this history holds everything ``other`` needs."""
+        if not other.events:
+            return True
+        if not other.events <= self.events:
+            return False
+        if self.window is None:
+            return True
+        return other.window is not None and other.window <= self.window
+
+    def union(self, other: History) -> History:
+        if not self.events:
+            return other
+        if not other.events:
+            return self
+        window = None if self.window is None or other.window is None else max(self.window, other.window)
+        return History(self.events | other.events, window)
+
+
+NO_HISTORY: Final = History(frozenset(), timedelta(0))
+
+
+def history(rule: Rule) -> History:
+    """Which events ``rule`` reads and how far back: the longest ``within``, or all of them if any
+    event condition has none. Reading more cannot change the result; reading less can."""
+    conditions = [n for n in _walk(rule) if isinstance(n, EventCondition)]
+    if not conditions:
+        return NO_HISTORY
+    windows = [c.within for c in conditions]
+    unbounded = any(w is None for w in windows)
+    return History(
+        frozenset(c.event for c in conditions),
+        None if unbounded else max(w for w in windows if w is not None),
+    )
+
+
+def inline_segments(rule: Rule, definition: Callable[[str], Rule | None]) -> Rule:
+    """``rule`` with every ``{segment: id}`` whose ``definition(id)`` is a rule replaced by that rule.
+
+    A segment is its rule, so the result evaluates as the original does with a resolver that
+    evaluates the segment's rule; references ``definition`` returns None for stay (static lists).
+    ``definition`` must return rules that are already inlined (and never loop: check for cycles)."""
+
+    def rewrite(node: Rule) -> Rule:
+        if isinstance(node, SegmentCondition):
+            found = definition(node.segment)
+            return node if found is None else found
+        if isinstance(node, AllRule):
+            return AllRule(rules=tuple(rewrite(r) for r in node.rules))
+        if isinstance(node, AnyRule):
+            return AnyRule(rules=tuple(rewrite(r) for r in node.rules))
+        if isinstance(node, NotRule):
+            return NotRule(rule=rewrite(node.rule))
+        return node
+
+    return rewrite(rule)
 
 
 _MAX_PROBES: Final = 512

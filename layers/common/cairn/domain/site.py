@@ -18,7 +18,7 @@ class Site:
     segments: dict[str, Any] = field(default_factory=dict)
 
     def workflows_triggered_by(self, event: str) -> list[Workflow]:
-        return [wf for wf in self.workflows.values() if wf.trigger.event == event]
+        return [wf for wf in self.workflows.values() if wf.trigger_event == event]
 
     def to_data(self) -> dict[str, Any]:
         return {

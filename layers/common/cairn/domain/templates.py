@@ -31,6 +31,7 @@ __all__ = [
     "SourceRef",
     "TemplateProblem",
     "TemplateSet",
+    "builtin_confirmation",
     "email_source_key",
     "load_templates",
     "partial_source_key",
@@ -190,6 +191,29 @@ class TemplateSet:
                 raise ValueError("template data: a source is [file, line]")
             refs[key] = SourceRef(ref[0], ref[1])
         return cls(email=email, sms=sms, partials=dict(partials), sources=refs)
+
+
+def builtin_confirmation(name: str) -> EmailTemplate:
+    """The double opt-in email of a project without its own (``templates/<name>.email.yaml``)."""
+    return EmailTemplate(
+        name=name,
+        kind="transactional",
+        subject="Please confirm your subscription",
+        preheader="One click and you are subscribed.",
+        html=(
+            '<p>Hi {{ firstName | default("there") }},</p>\n'
+            "<p>Please confirm that you want to receive our emails:</p>\n"
+            '<p><a href="{{ confirm_url }}">Yes, subscribe me</a></p>\n'
+            "<p>If you did not ask for this, ignore this email: we will not write again.</p>\n"
+            '<p style="color:#6b7280;font-size:12px">{{ postal_address }}</p>\n'
+        ),
+        text=(
+            'Hi {{ firstName | default("there") }},\n\n'
+            "Please confirm that you want to receive our emails:\n{{ confirm_url }}\n\n"
+            "If you did not ask for this, ignore this email: we will not write again.\n\n"
+            "{{ postal_address }}\n"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

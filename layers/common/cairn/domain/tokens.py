@@ -9,6 +9,13 @@ purpose (say ``"confirm"``) never verifies for another (``"unsubscribe"``). Rota
 with the newest key; keep older keys in the mapping given to :func:`verify` for a grace
 period (at least as long as the links you sent must keep working), then drop them.
 Tokens are signed, not encrypted: keep personal data out of payloads (use the ``cid``).
+
+Key ids in a stack (:class:`Keyring`): ``k1`` is the stack secret itself (the secret that also derives
+contact ids, so it never rotates); ``k2``, ``k3``, ... are derived from it,
+``HMAC-SHA256(stack secret, "cairn-link-key:" + key id)``. ``settings.yaml`` names the key that signs
+(``link_keys.current``) and the retired ones that still verify until a date (``link_keys.retired``):
+rotating to ``k2`` with ``retired: {k1: <date>}`` invalidates every ``k1`` link after that date while
+links already in inboxes keep working until then. A retired key absent from the map verifies nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +27,21 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from contextvars import ContextVar
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, cast
 
-__all__ = ["MAX_TOKEN_LENGTH", "MIN_SECRET_BYTES", "BadToken", "BadTokenReason", "sign", "verify"]
+__all__ = [
+    "LINK_BASE_URL",
+    "MAX_TOKEN_LENGTH",
+    "MIN_SECRET_BYTES",
+    "BadToken",
+    "BadTokenReason",
+    "Keyring",
+    "derive_key",
+    "sign",
+    "verify",
+]
 
 BadTokenReason = Literal["malformed", "signature", "expired"]
 MIN_SECRET_BYTES = 16
@@ -141,3 +159,50 @@ def verify(
         if current >= expiry:
             raise BadToken("expired")
     return cast(dict[str, Any], body["p"])
+
+
+#: The base URL of links made while serving an HTTP request (the API knows its own address; a function
+#: without a configured public URL does not).
+LINK_BASE_URL: ContextVar[str | None] = ContextVar("LINK_BASE_URL", default=None)
+
+_STACK_KEY_ID_RE = re.compile(r"^k[1-9][0-9]{0,5}$")
+
+
+def derive_key(stack_secret: bytes, key_id: str) -> bytes:
+    """The link key of `key_id`: ``k1`` is the stack secret; later ids are HMACs of it."""
+    if not _STACK_KEY_ID_RE.match(key_id):
+        raise ValueError("stack key ids are k1, k2, ...")
+    if key_id == "k1":
+        return bytes(stack_secret)
+    return hmac.new(bytes(stack_secret), b"cairn-link-key:" + key_id.encode("ascii"), hashlib.sha256).digest()
+
+
+class Keyring:
+    """The keys a stack signs and verifies links with: one current key, and retired keys that verify
+    until the end of their date (UTC) — the grace period of links already sent."""
+
+    def __init__(self, stack_secret: bytes, *, current: str = "k1", retired: Mapping[str, date] = {}) -> None:
+        self.current = current
+        self._current_key = derive_key(stack_secret, current)
+        self._retired = {kid: (derive_key(stack_secret, kid), until) for kid, until in retired.items()}
+
+    def sign(
+        self,
+        payload: Mapping[str, str | int],
+        *,
+        now: datetime,
+        ttl: timedelta | None = None,
+        purpose: str,
+    ) -> str:
+        return sign(payload, self._current_key, now=now, ttl=ttl, key_id=self.current, purpose=purpose)
+
+    def keys(self, now: datetime) -> dict[str, bytes]:
+        """Key ids that verify at `now`."""
+        _epoch(now)
+        today = now.astimezone(UTC).date()
+        accepted = {kid: key for kid, (key, until) in self._retired.items() if today <= until}
+        accepted[self.current] = self._current_key
+        return accepted
+
+    def verify(self, token: str, *, now: datetime, purpose: str) -> dict[str, Any]:
+        return verify(token, self.keys(now), now=now, purpose=purpose)

@@ -5,6 +5,7 @@
 - Lambda: invocations call the real handlers in-process instead of a Docker container.
 - DynamoDB Streams: records go to local mode's own asynchronous, ordered dispatcher instead of being
   delivered synchronously inside the writer's put_item.
+- DynamoDB: each request runs alone (conditional writes are atomic, as on AWS).
 """
 
 from __future__ import annotations
@@ -172,6 +173,21 @@ def patch_stepfunctions(clock: VirtualClock) -> None:
 
     _swap(EventManager, "_get_current_timestamp", staticmethod(current_timestamp))
 
+    # `$$.State.EnteredTime` (a wait_for step's start) on the virtual clock too.
+    from moto.stepfunctions.parser.asl.component.state import state as state_module
+
+    class _VirtualDatetime(datetime.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            moment = clock.now()
+            return moment.astimezone(tz) if tz is not None else moment
+
+    class _VirtualDatetimeModule:  # stands in for the `datetime` module inside moto's state.py
+        timezone = datetime.timezone
+        datetime = _VirtualDatetime
+
+    _swap(state_module, "datetime", _VirtualDatetimeModule)
+
 
 def patch_lambda(invoke: Callable[[str, dict[str, Any]], tuple[str, bool]]) -> None:
     """Route every Lambda invocation (API, Step Functions tasks) to `invoke(function_name, event)`."""
@@ -188,6 +204,23 @@ def patch_lambda(invoke: Callable[[str, dict[str, Any]], tuple[str, bool]]) -> N
         return body, errored, ""
 
     _swap(LambdaFunction, "_invoke_lambda", _invoke_lambda)
+
+
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def patch_dynamodb_atomic() -> None:
+    """One DynamoDB request at a time, as the service makes each request atomic: moto checks a condition
+    and writes the item in separate steps, so two racing conditional writes could both succeed."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return original(self)
+
+    _swap(DynamoHandler, "call_action", call_action)
 
 
 def patch_streams(deliver: Callable[[str, dict[str, Any]], None]) -> None:

@@ -92,6 +92,7 @@ class LocalCairn:
         patches.patch_stepfunctions(self.clock)
         patches.patch_lambda(self.host.invoke)
         patches.patch_streams(self.streams.deliver)
+        patches.patch_dynamodb_atomic()
         settings = project.site.settings
         sender = settings.sender.email or "hello@example.com"
         nested = load_template_text(nested_template(sorted(project.asl)))

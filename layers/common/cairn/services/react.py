@@ -1,21 +1,24 @@
-"""React: what the stream says happened -> goals and exits of open runs, then new enrollments."""
+"""React: what the stream says happened -> goals and exits of open runs, waits that were waiting for it,
+then new enrollments. Per contact and in order (the stream's order)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from cairn.adapters import clock
 from cairn.adapters.contacts import Enrollment, Profile
-from cairn.adapters.executions import ExecutionThrottled
 from cairn.bootstrap import Runtime
-from cairn.domain import durations, policies, rules
+from cairn.domain import durations, policies, rules, timing
 from cairn.domain.rules import EventRecord
-from cairn.domain.workflows import ReentryAfter, Workflow
-from cairn.services.views import contact_view
+from cairn.domain.workflows import DateTrigger, EventTrigger, SegmentTrigger, Workflow, awaited_matches
+from cairn.services import stats
+from cairn.services.views import attributes_of, contact_view
+from cairn.services.workflows import Entry, Workflows
 
 logger = Logger(child=True)
 
@@ -38,28 +41,44 @@ class Reactor:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    # -- events -------------------------------------------------------------------------------
+    @cached_property
+    def workflows(self) -> Workflows:
+        return Workflows(self.rt)
+
+    # -- entry points ---------------------------------------------------------------------------
     def on_event(self, event: IncomingEvent) -> None:
         now = clock.now()
         self.rt.contacts.ensure(event.cid, now=now, user_id=event.user_id)
         profile = self.rt.contacts.get(event.cid)
         assert profile is not None
-        self.check_open_runs(profile, now, new_event=event.record)
+        # Segment membership first: its segment_entered events start workflows (through the stream).
+        self.rt.segments.on_event(profile, event.name, event.timestamp, now)
+        still_open = self.check_open_runs(profile, now, new_event=event.record)
+        self.resume_waits(still_open, event)
         for wf in self.rt.site.workflows_triggered_by(event.name):
             self.maybe_enroll(wf, profile, event, now)
 
-    def on_profile_change(self, cid: str) -> None:
+    def on_profile_change(
+        self, cid: str, old: dict[str, Any] | None = None, new: dict[str, Any] | None = None
+    ) -> None:
         profile = self.rt.contacts.get(cid)
         if profile is not None:
+            self.rt.segments.on_profile_change(profile, old, new)  # the stream's images: what changed
             self.check_open_runs(profile, clock.now())
+            self.index_dates(profile)
 
     # -- goals and exits ----------------------------------------------------------------------
-    def check_open_runs(self, profile: Profile, now: datetime, new_event: EventRecord | None = None) -> None:
+    def check_open_runs(
+        self, profile: Profile, now: datetime, new_event: EventRecord | None = None
+    ) -> list[Enrollment]:
+        """End the runs whose goal or exit now holds; returns the runs still open."""
+        still_open: list[Enrollment] = []
         for enrollment in self.rt.enrollments.active(profile.cid):
             wf = self.rt.site.workflows.get(enrollment.workflow_id)
             if wf is None or enrollment.entered_at is None:
+                still_open.append(enrollment)
                 continue
-            goal = wf.goal.model_dump(mode="json", exclude_none=True) if wf.goal else None
+            goal = wf.policy["goal"]
             window = durations.parse_duration(wf.goal.within) if wf.goal else None
             needs_history = goal is not None or _needs_events(wf.exit_when)
             view = contact_view(
@@ -68,85 +87,94 @@ class Reactor:
                 consent_defaults=self._consent_defaults(),
                 events=self.rt.events if needs_history else None,
                 window=max(window or timedelta(0), now - enrollment.entered_at) if needs_history else None,
+                segments=self.rt.segments,  # {segment: id} evaluates live
             )
             if goal is not None and policies.goal_met(goal, view, enrollment.entered_at):
                 self.end_run(enrollment, "converted", "goal", now)
             elif policies.exit_holds(wf.exit_when, view):
                 self.end_run(enrollment, "exited", "exit_when", now)
+            else:
+                still_open.append(enrollment)
+        return still_open
 
     def end_run(self, enrollment: Enrollment, status: str, reason: str, now: datetime) -> None:
         """Close the run, then wake its waiting step so the execution ends in its Converted/Exited state."""
-        before = self.rt.enrollments.close(
-            enrollment.cid, enrollment.workflow_id, enrollment.run, status, reason, now=now
+        self.workflows.end_run(
+            enrollment.cid, enrollment.workflow_id, enrollment.run, status=status, reason=reason, now=now
         )
-        if before is not None and before.token:
-            error = "ContactConverted" if status == "converted" else "ContactExited"
-            self.rt.executions.interrupt(before.token, error, reason)
-        logger.info("run ended", workflow=enrollment.workflow_id, run=enrollment.run, status=status)
+
+    # -- wait_for -------------------------------------------------------------------------------
+    def resume_waits(self, runs: list[Enrollment], event: IncomingEvent) -> None:
+        """Answer the token of every run waiting for this event: its journey goes on at once."""
+        for enrollment in runs:
+            awaited = enrollment.wait_for
+            if not awaited or not enrollment.token:
+                continue
+            if not awaited_matches(awaited, event.name, event.timestamp, event.properties):
+                continue
+            if self.rt.executions.resume(enrollment.token, {"event": event.name}):
+                logger.info("wait answered", workflow=enrollment.workflow_id, run=enrollment.run)
+                if enrollment.waiting_step and enrollment.waiting_until is not None:
+                    stats.record_wait_ended(
+                        enrollment.workflow_id,
+                        enrollment.version,
+                        enrollment.waiting_step,
+                        enrollment.variant,
+                        until=enrollment.waiting_until,
+                        how="event",
+                    )
+            self.rt.enrollments.unpark(
+                enrollment.cid, enrollment.workflow_id, enrollment.run, enrollment.token
+            )
 
     # -- enrollment ---------------------------------------------------------------------------
     def maybe_enroll(self, wf: Workflow, profile: Profile, event: IncomingEvent, now: datetime) -> None:
-        if self.rt.site.settings.paused:
+        """An event (or a segment entry) that triggers the workflow: `max_age`, `where`, then the common
+        entry rules (status, audience, re-entry)."""
+        trigger = wf.trigger
+        if isinstance(trigger, SegmentTrigger) and _segment_of(event) != trigger.segment_entered:
             return
-        if now - event.timestamp > durations.parse_duration(wf.trigger.max_age):
+        if not isinstance(trigger, EventTrigger | SegmentTrigger):
+            return
+        if now - event.timestamp > durations.parse_duration(trigger.max_age):
             return  # a backfill: it updates the contact but starts nothing
-        if wf.trigger.where is not None:
-            match = rules.parse_rule({"event": wf.trigger.event, "where": wf.trigger.where})
+        if isinstance(trigger, EventTrigger) and trigger.where is not None:
+            match = rules.parse_rule({"event": trigger.event, "where": trigger.where})
             only = contact_view(
                 profile, now=event.timestamp, consent_defaults={}, extra_events=[event.record]
             )
             if not rules.evaluate(match, only):
                 return
-        if wf.audience is not None:
-            audience = rules.parse_rule(wf.audience)
-            needs = rules.dependencies(audience).events
-            view = contact_view(
-                profile,
-                now=now,
-                consent_defaults=self._consent_defaults(),
-                events=self.rt.events if needs else None,
-                window=rules.max_within(audience),
-            )
-            if not rules.evaluate(audience, view):
-                return
-        cutoff = None
-        if isinstance(wf.reentry, ReentryAfter):
-            cutoff = now - durations.parse_duration(wf.reentry.after)
-        reentry = "after" if isinstance(wf.reentry, ReentryAfter) else wf.reentry
-        version = wf.content_hash()
-        enrollment = self.rt.enrollments.begin(
-            profile.cid,
-            wf.id,
-            version,
-            trigger_id=event.message_id,
-            now=now,
-            reentry=reentry,
-            reentry_after_cutoff=cutoff,
-        )
-        if enrollment is None:
-            return
-        self.start(wf, enrollment, trigger={"event": event.name, "messageId": event.message_id})
+        entry = Entry({"event": event.name, "messageId": event.message_id}, event.message_id)
+        self.workflows.enroll(wf, profile, entry, now)
 
-    def start(self, wf: Workflow, enrollment: Enrollment, trigger: dict[str, Any]) -> None:
-        payload = {
-            "cid": enrollment.cid,
-            "workflowId": wf.id,
-            "version": enrollment.version,
-            "run": enrollment.run,
-            "enteredAt": enrollment.entered_at.isoformat() if enrollment.entered_at else None,
-            "trigger": trigger,
-        }
-        name = f"{enrollment.cid}-{enrollment.run}"
-        try:
-            arn = self.rt.executions.start(self.rt.config.state_machine_arn(wf.id), name, payload)
-        except ExecutionThrottled:
-            logger.warning("start throttled; the record will be retried", workflow=wf.id)
-            raise
-        self.rt.enrollments.started(enrollment.cid, wf.id, enrollment.run, arn)
+    # -- yearly dates ---------------------------------------------------------------------------
+    def index_dates(self, profile: Profile) -> None:
+        """Keep the contact in the index the hourly date job reads (one read; writes only on change)."""
+        date_workflows = [wf for wf in self.rt.site.workflows.values() if isinstance(wf.trigger, DateTrigger)]
+        if not date_workflows:
+            return
+        attributes = attributes_of(profile)
+        where = self.workflows.dates.pointers(profile.cid)
+        for wf in date_workflows:
+            assert isinstance(wf.trigger, DateTrigger)
+            month_day = timing.MonthDay.of(attributes.get(wf.trigger.date_attribute.attribute))
+            want = (month_day.key, profile.timezone) if month_day is not None else None
+            was = where.get(wf.id)
+            if want != was:
+                self.workflows.dates.place(
+                    profile.cid, wf.id, want[0] if want else None, profile.timezone, was
+                )
 
     def _consent_defaults(self) -> dict[str, str]:
         d = self.rt.site.settings.consent.default
         return {"email": d.email, "sms": d.sms}
+
+
+def _segment_of(event: IncomingEvent) -> str | None:
+    props = event.properties
+    value = props.get("segment", props.get("segmentId"))
+    return str(value) if value is not None else None
 
 
 def _needs_events(rule: dict[str, Any] | None) -> bool:

@@ -74,6 +74,7 @@ def live_view(
         consent_defaults=consent_defaults(rt),
         events=rt.events if needs else None,
         window=max(windows) if windows else None,
+        segments=rt.segments,  # {segment: id} evaluates live
     )
 
 
@@ -83,3 +84,39 @@ def check_policy(view: ContactView, ref: RunRef, policy: dict[str, Any]) -> None
         raise ContactConverted("the goal was met")
     if policies.exit_holds(policy.get("exitWhen"), view):
         raise ContactExited("the exit condition holds")
+
+
+# Reserved events Cairn records about runs (deterministic ids: a retried task records them once).
+RUN_EVENTS = {"entered": "workflow_entered", "converted": "workflow_converted", "exited": "workflow_exited"}
+
+
+def record_run_event(
+    rt: Runtime,
+    cid: str,
+    what: str,
+    *,
+    workflow_id: str,
+    run: int,
+    version: str | None,
+    at: datetime,
+    **extra: Any,
+) -> bool:
+    """`workflow_entered`, `workflow_converted` or `workflow_exited` for the contact, once per run: True
+    the first time (what statistics hang on, so a retry counts nothing twice)."""
+    from cairn.adapters.events import NewEvent
+
+    name = RUN_EVENTS[what]
+    properties: dict[str, Any] = {"workflowId": workflow_id, "run": run, **extra}
+    if version:
+        properties["version"] = version
+    return rt.events.put_once(
+        NewEvent(
+            cid=cid,
+            message_id=f"cairn.{name}.{workflow_id}.{run}",
+            name=name,
+            timestamp=at,
+            received_at=at,
+            properties={k: v for k, v in properties.items() if v is not None},
+            source="cairn",
+        )
+    )

@@ -10,6 +10,8 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 
+from cairn.services.erase import Eraser
+from cairn.services.identity import Identities
 from cairn.services.react import IncomingEvent, Reactor
 
 
@@ -28,6 +30,16 @@ def route_record(reactor: Reactor, record: DynamoDBRecord) -> None:
     config = reactor.rt.config
     if table == config.events_table and record.event_name == DynamoDBRecordEventName.INSERT:
         image: dict[str, Any] = data.new_image
+        eraser = Eraser(reactor.rt)
+        if eraser.drop_if_erased(image):
+            return  # its contact was erased: the event goes and nothing reacts (cairn.services.erase)
+        if image.get("source") == "merge":
+            # Moved from an anonymous contact by an identify: it reacted there already; only the segments
+            # of the contact it now belongs to follow its history.
+            reactor.rt.segments.on_moved_event(str(image["cid"]), str(image["name"]))
+            return
+        if Identities(reactor.rt).forward_if_merged(image):
+            return  # an anonymous contact's event after its merge: re-homed, it reacts as a new event there
         stamp = str(image["ts"]).split("#", 1)[0].replace("Z", "+00:00")
         reactor.on_event(
             IncomingEvent(
@@ -39,13 +51,14 @@ def route_record(reactor: Reactor, record: DynamoDBRecord) -> None:
                 user_id=image.get("userId"),
             )
         )
+        eraser.sweep_if_erased(image)  # erased while it reacted: what the reaction wrote goes too
     elif (
         table == config.contacts_table
         and data.keys
         and data.keys.get("sk") == "profile"
         and record.event_name in (DynamoDBRecordEventName.INSERT, DynamoDBRecordEventName.MODIFY)
     ):
-        reactor.on_profile_change(str(data.keys["cid"]))
+        reactor.on_profile_change(str(data.keys["cid"]), old=data.old_image, new=data.new_image)
 
 
 def _plain(value: Any) -> Any:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairn.adapters.contacts import Profile
 from cairn.adapters.events import EventStore
 from cairn.domain import rules
 from cairn.domain.rules import ContactView, EventRecord
+
+if TYPE_CHECKING:
+    from cairn.services.segments import Segments
 
 
 def attributes_of(profile: Profile) -> dict[str, Any]:
@@ -42,17 +45,26 @@ def contact_view(
     events: EventStore | None = None,
     window: timedelta | None = None,
     extra_events: list[EventRecord] | None = None,
+    segments: Segments | None = None,
 ) -> ContactView:
-    """A view for evaluating rules; events are read only when a rule needs them, back to `window`."""
+    """A view for evaluating rules; events are read only when a rule needs them, back to `window`.
+
+    With `segments`, `{segment: id}` evaluates live (DESIGN.md section 4): a dynamic segment's rule on
+    this contact now (reading the history it needs if this view holds less), a static list's
+    membership. Without, a segment reference raises `SegmentUnavailable`."""
     history: list[EventRecord] = []
+    since = (now - window) if window is not None else None
     if events is not None:
-        history = events.history(profile.cid, since=(now - window) if window is not None else None)
+        history = events.history(profile.cid, since=since)
     if extra_events:
         history = [*extra_events, *history]
-    return ContactView(
+    view = ContactView(
         attributes=attributes_of(profile),
         tags=profile.tags,
         consent=consent_of(profile, consent_defaults),
         events=history,
         now=now,
     )
+    if segments is not None:
+        view.segment = segments.resolver(profile, view, loaded=events is not None, since=since)
+    return view
