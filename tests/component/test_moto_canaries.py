@@ -51,6 +51,7 @@ INTERNALS = [
         ["self", "table", "stream_type", "event_name", "old", "new", "seq"],
     ),
     ("moto.dynamodb.models.table", "StreamRecord.to_json", ["self"]),
+    ("moto.dynamodb.responses", "DynamoHandler.call_action", ["self"]),
 ]
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/canary"
@@ -86,6 +87,17 @@ def test_retry_backoff_sleeps_through_the_time_module_of_retrier_decl() -> None:
     source = inspect.getsource(retrier_decl)
     assert "time.sleep(" in source
     assert "from time import" not in source
+
+
+def test_the_state_module_reads_now_through_its_datetime_module_attribute() -> None:
+    """`$$.State.EnteredTime` comes from `datetime.datetime.now(...)` in moto's state.py; local mode swaps
+    that module attribute for one on the virtual clock."""
+    import datetime as datetime_module
+
+    from moto.stepfunctions.parser.asl.component.state import state as state_module
+
+    assert state_module.datetime is datetime_module
+    assert "datetime.datetime.now(" in inspect.getsource(state_module)
 
 
 def test_invoke_lambda_returns_payload_errored_and_logs() -> None:

@@ -42,9 +42,9 @@ from cairn.adapters.stats import LoggedConversion, StatsStore
 from cairn.domain import attribution, statistics
 from cairn.domain.statistics import SKIPPED_PREFIX, TTC_PREFIX, WAITING, StepInfo
 
-# Set to True by the lead once react, steps, send and feedback call the recording API (tests/e2e of exact
-# statistics are skipped until then).
-WIRED = False
+# True: react, steps, send and feedback call the recording API (docs/stats-wiring.md); the exact-statistics
+# end-to-end test runs against that wiring.
+WIRED = True
 
 logger = Logger(child=True)
 

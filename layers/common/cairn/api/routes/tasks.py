@@ -87,6 +87,9 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
     def patch_task(task_id: TaskId, body: TaskPatch) -> Response[str]:
         auth.secret()
         changes = body.model_dump(exclude_unset=True)
+        for required in ("status", "assignee"):  # a task always has these: null changes nothing
+            if changes.get(required, "") is None:
+                changes.pop(required)
         task = store.update(task_id, changes, now=clock.now())
         if task is None:
             raise NotFound("no task with that id")
