@@ -105,10 +105,37 @@ def aws() -> Iterator[None]:
 
 @pytest.fixture
 def tables(aws: None) -> dict[str, str]:
-    """Cairn's tables in moto, created from the pynamodb models (their keys and the events' LSI)."""
-    from cairn.adapters.tables import ALL_MODELS
+    """Cairn's tables in moto, created from the pynamodb models: their keys, the events' LSI, and every
+    GSI some model of a table declares (a table shared by several item types gets all of theirs)."""
+    import boto3
+
+    from cairn.adapters.tables import ALL_MODELS, bound_models
 
     _point_models_at_test_tables()
     for model in ALL_MODELS:
         model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    for model in bound_models():
+        schema = model._get_schema()
+        table = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
+        have = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+        for index in schema["global_secondary_indexes"]:
+            if index["index_name"] in have:
+                continue
+            dynamodb.update_table(
+                TableName=model.Meta.table_name,
+                AttributeDefinitions=table["AttributeDefinitions"]
+                + [a for a in index["attribute_definitions"] if a not in table["AttributeDefinitions"]],
+                GlobalSecondaryIndexUpdates=[
+                    {
+                        "Create": {
+                            "IndexName": index["index_name"],
+                            "KeySchema": index["key_schema"],
+                            "Projection": index["projection"],
+                        }
+                    }
+                ],
+            )
+            have.add(index["index_name"])
+            table = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]
     return dict(TABLES)

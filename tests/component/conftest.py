@@ -192,13 +192,27 @@ def given_a_contact(
     return cid
 
 
-def given_an_open_run(cid: str, workflow_id: str = "welcome-series", *, at: datetime = SAMPLE_NOW) -> int:
-    """The contact's run as react leaves it once its execution started (status active); returns the run."""
+def given_an_open_run(
+    cid: str,
+    workflow_id: str = "welcome-series",
+    *,
+    at: datetime = SAMPLE_NOW,
+    policy: dict[str, Any] | None = None,
+) -> int:
+    """The contact's run as react leaves it once its execution started (status active); returns the run.
+    `policy`: the goal and exit rule of the version it entered with (default: none kept with the run)."""
     from cairn.adapters.contacts import EnrollmentStore
 
     enrollments = EnrollmentStore()
     run = enrollments.begin(
-        cid, workflow_id, "v-test", trigger_id="trigger-1", now=at, reentry="never", reentry_after_cutoff=None
+        cid,
+        workflow_id,
+        "v-test",
+        trigger_id="trigger-1",
+        now=at,
+        reentry="never",
+        reentry_after_cutoff=None,
+        policy=policy,
     )
     assert run is not None
     execution = (

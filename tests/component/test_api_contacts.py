@@ -165,6 +165,18 @@ def test_an_email_that_belongs_to_another_user_is_409(trigger: Handler) -> None:
     assert contact(trigger, "u-bob")[0] == 404  # nothing half-written
 
 
+def test_changing_an_email_to_another_users_is_409_and_keeps_the_old_one(trigger: Handler) -> None:
+    identify(trigger, "u-ann", {"email": "ann@example.com"})
+    identify(trigger, "u-bob", {"email": "bob@example.com"})
+
+    # Bob's write releases his address and claims Ann's in one transaction: the claim is refused.
+    status, _, body = identify(trigger, "u-bob", {"email": "ann@example.com"})
+
+    assert status == 409
+    assert [d["field"] for d in assert_error(body, "conflict")] == ["traits.email"]
+    assert contact(trigger, "u-bob")[1]["attributes"]["email"] == "bob@example.com"
+
+
 def test_an_email_given_up_can_be_taken(trigger: Handler) -> None:
     identify(trigger, "u-ann", {"email": "ann@example.com"})
     identify(trigger, "u-ann", {"email": "ann@new.example"})

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import io
 import json
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from tests.conftest import ACCOUNT, REGION
 
@@ -52,6 +54,19 @@ INTERNALS = [
     ),
     ("moto.dynamodb.models.table", "StreamRecord.to_json", ["self"]),
     ("moto.dynamodb.responses", "DynamoHandler.call_action", ["self"]),
+    ("moto.dynamodb.models", "DynamoDBBackend.transact_write_items", ["self", "transact_items"]),
+    ("moto.dynamodb.models", "DynamoDBBackend.get_keys_value", ["self", "table", "keys"]),
+    (
+        "moto.dynamodb.models.table",
+        "Table.get_item",
+        ["self", "hash_key", "range_key", "projection_expression"],
+    ),
+    (f"{SFN}.asl.parse.asl_parser", "AmazonStateLanguageParser.parse", ["definition"]),
+    (f"{SFN}.models", "StepFunctionsParserBackend._validate_definition", ["definition"]),
+    (f"{SFN}.asl.eval.environment", "Environment.set_stop", ["self", "stop_date", "cause", "error"]),
+    (f"{SFN}.asl.eval.environment", "Environment.set_ended", ["self"]),
+    (f"{SFN}.asl.eval.environment", "Environment.set_error", ["self", "error"]),
+    (f"{SFN}.asl.eval.environment", "Environment.set_timed_out", ["self"]),
 ]
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/canary"
@@ -98,6 +113,47 @@ def test_the_state_module_reads_now_through_its_datetime_module_attribute() -> N
 
     assert state_module.datetime is datetime_module
     assert "datetime.datetime.now(" in inspect.getsource(state_module)
+
+
+def test_executions_read_now_through_the_datetime_module_attribute_of_their_modules() -> None:
+    """StartExecution's startDate and the end's stopDate come from `datetime.datetime.now(tz=...)` in these
+    two modules; local mode swaps their `datetime` attribute for one on the virtual clock."""
+    import datetime as datetime_module
+
+    from moto.stepfunctions.parser import models
+    from moto.stepfunctions.parser.backend import execution
+
+    for module in (models, execution):
+        assert module.datetime is datetime_module
+        assert "datetime.datetime.now(tz=datetime.timezone.utc)" in inspect.getsource(module)
+
+
+def test_the_execution_worker_and_validation_parse_through_the_asl_parser_class() -> None:
+    """patch_asl_parsing swaps AmazonStateLanguageParser.parse: both callers must reach it through the class,
+    and it must still be lexer, parser, `state_machine()` then Preprocessor().visit(tree)."""
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.backend import execution_worker
+
+    assert "AmazonStateLanguageParser.parse(" in inspect.getsource(execution_worker.ExecutionWorker)
+    assert isinstance(asl_parser.AmazonStateLanguageParser.__dict__["parse"], staticmethod)
+    source = inspect.getsource(asl_parser.AmazonStateLanguageParser.parse)
+    for step in ("ASLLexer(", "ASLParser(", ".state_machine()", "SyntaxErrorListener()", "Preprocessor()"):
+        assert step in source
+
+
+def test_a_transaction_backs_up_its_tables_with_the_copy_module_of_the_backend() -> None:
+    """patch_dynamodb_transactions makes `copy.deepcopy(table)` inside transact_write_items a no-op and keeps
+    the written items itself: the backend must still copy through its `copy` module attribute, and a table
+    must keep its items in `items[hash]` / `items[hash][range]`."""
+    import copy as copy_module
+
+    from moto.dynamodb import models
+
+    assert models.copy is copy_module
+    source = inspect.getsource(models.DynamoDBBackend.transact_write_items)
+    assert "copy.deepcopy(" in source and "self.tables[table_name] = original_table_state" in source
+    put = inspect.getsource(models.Table.put_item)
+    assert "self.items[hash_value][range_value] = item" in put and "self.items[hash_value] = item" in put
 
 
 def test_invoke_lambda_returns_payload_errored_and_logs() -> None:
@@ -280,3 +336,186 @@ def test_restore_puts_every_original_back() -> None:
     finally:
         patches.restore()
     assert WaitFunction.__dict__["_wait_interval"] is original
+
+
+def test_entered_time_start_and_stop_dates_are_on_the_virtual_clock(executing: VirtualClock) -> None:
+    execution = start(
+        {
+            "StartAt": "Wait an hour",
+            "States": {
+                "Wait an hour": {"Type": "Wait", "Seconds": 3600, "Next": "Stamp"},
+                "Stamp": {
+                    "Type": "Pass",
+                    # ($$.Execution.StartTime is a datetime object in moto 5.2: not JSON, not used)
+                    "Parameters": {"entered.$": "$$.State.EnteredTime"},
+                    "End": True,
+                },
+            },
+        }
+    )
+    advance(executing, timedelta(hours=1))
+
+    ended = describe(execution)
+    assert (ended["startDate"], ended["stopDate"]) == (START, START + timedelta(hours=1))
+    entered = json.loads(ended["output"])["entered"]
+    assert datetime.fromisoformat(entered) == START + timedelta(hours=1)
+    [listed] = boto3.client("stepfunctions", region_name=REGION).list_executions(
+        stateMachineArn=ended["stateMachineArn"]
+    )["executions"]
+    assert listed["startDate"] == START
+
+
+def test_stop_execution_ends_a_waiting_run_at_once(executing: VirtualClock) -> None:
+    execution = start(
+        {
+            "StartAt": "Wait a day",
+            "States": {"Wait a day": {"Type": "Wait", "Seconds": 86400, "End": True}},
+        }
+    )
+    advance(executing, timedelta(0))
+    assert executing.pending() == [START + timedelta(days=1)]
+
+    boto3.client("stepfunctions", region_name=REGION).stop_execution(executionArn=execution)
+    advance(executing, timedelta(0))
+
+    assert describe(execution)["status"] == "ABORTED"
+    assert executing.pending() == []  # the run's thread ended; nothing left for the clock to wake
+    assert executing.now() == START
+
+
+def test_each_definition_is_parsed_once_yet_every_run_evaluates_its_own_input(
+    executing: VirtualClock,
+) -> None:
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+
+    patches.patch_asl_parsing()
+    definition = {
+        "StartAt": "Echo",
+        "States": {"Echo": {"Type": "Pass", "Parameters": {"got.$": "$.n"}, "End": True}},
+    }
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(name="parsed", definition=json.dumps(definition), roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    parses = 0
+    original = ASLParser.state_machine
+
+    def counting(self: Any) -> Any:
+        nonlocal parses
+        parses += 1
+        return original(self)
+
+    ASLParser.state_machine = counting  # type: ignore[method-assign]
+    try:
+        runs = [
+            sfn.start_execution(stateMachineArn=arn, name=f"run-{n}", input=json.dumps({"n": n}))[
+                "executionArn"
+            ]
+            for n in (1, 2)
+        ]
+        advance(executing, timedelta(0))
+    finally:
+        ASLParser.state_machine = original  # type: ignore[method-assign]
+    assert [json.loads(describe(run)["output"]) for run in runs] == [{"got": 1}, {"got": 2}]
+    assert parses == 0  # parsed when the state machine was created, not again for each run
+    broken = json.dumps({"StartAt": "Nowhere", "States": {"Echo": {"Type": "Pazz", "End": True}}})
+    for _ in range(2):  # refused every time: a failed parse is not remembered as valid
+        with pytest.raises(ClientError, match="ASLParserException"):
+            sfn.create_state_machine(name="broken", definition=broken, roleArn=ROLE)
+
+
+@pytest.fixture
+def transactions() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """A table in moto with local mode's DynamoDB and stream patches; stream records go to the list."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    with mock_aws():
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName="ledger",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        patches.patch_dynamodb_atomic()
+        patches.patch_dynamodb_transactions()
+        patches.patch_streams(lambda table, record: records.append((table, record)))
+        try:
+            yield records
+        finally:
+            patches.restore()
+
+
+def put(sk: str, balance: int, condition: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "TableName": "ledger",
+        "Item": {"pk": {"S": "a"}, "sk": {"S": sk}, "n": {"N": str(balance)}},
+    }
+    if condition:
+        item["ConditionExpression"] = condition
+    return {"Put": item}
+
+
+def items() -> dict[str, str]:
+    found = boto3.client("dynamodb", region_name=REGION).scan(TableName="ledger")["Items"]
+    return {i["sk"]["S"]: i["n"]["N"] for i in found}
+
+
+def test_a_cancelled_transaction_writes_nothing_and_streams_nothing(
+    transactions: list[tuple[str, dict[str, Any]]],
+) -> None:
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.transact_write_items(TransactItems=[put("x", 1), put("y", 1)])
+    assert items() == {"x": "1", "y": "1"}
+    assert [r["eventName"] for _, r in transactions] == ["INSERT", "INSERT"]  # out once committed
+
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(
+            TransactItems=[
+                put("x", 2),  # written first by moto, then undone
+                {
+                    "Update": {
+                        "TableName": "ledger",
+                        "Key": {"pk": {"S": "a"}, "sk": {"S": "y"}},
+                        "UpdateExpression": "SET n = :n",
+                        "ExpressionAttributeValues": {":n": {"N": "2"}},
+                    }
+                },
+                put("z", 2),  # new, then undone
+                put("w", 2, condition="attribute_exists(pk)"),  # fails: cancels the transaction
+            ]
+        )
+    assert items() == {"x": "1", "y": "1"}
+    assert len(transactions) == 2  # nothing from the cancelled transaction reached the stream
+
+
+def test_dynamodb_requests_run_one_at_a_time(transactions: list[tuple[str, dict[str, Any]]]) -> None:
+    """The atomic-write patch serialises requests in DynamoHandler.call_action: a request waits while
+    another holds the lock (if moto stopped dispatching through call_action, it would not)."""
+    done = threading.Event()
+
+    def write() -> None:
+        boto3.client("dynamodb", region_name=REGION).transact_write_items(TransactItems=[put("q", 1)])
+        done.set()
+
+    boto3.client("dynamodb", region_name=REGION)  # the client is built outside the lock
+    with patches._DYNAMODB_LOCK:
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not done.wait(0.3)
+        assert "q" not in _raw_items()
+    writer.join(5)
+    assert done.is_set() and items() == {"q": "1"}
+
+
+def _raw_items() -> set[str]:
+    """The table's keys read from moto's backend directly (not through a request, which would wait)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends[ACCOUNT][REGION].tables["ledger"]
+    return {range_key.value for by_range in table.items.values() for range_key in by_range}

@@ -289,6 +289,39 @@ def test_a_goal_event_while_waiting_ends_the_run_converted(
     assert mine == ["workflow_converted"]
 
 
+def test_a_run_is_measured_against_the_goal_of_the_version_it_entered_with(
+    react: Handler,
+    clock: FakeClock,
+    token_answers: list[tuple[str, dict[str, Any]]],
+    state_machines: dict[str, str],
+) -> None:
+    from tests.component.conftest import given_a_contact, given_an_open_run
+
+    # The run entered a version whose goal was a booked demo; today's abandoned-cart goal is an order.
+    cid = given_a_contact("u-ann", consent={"email": "subscribed"})
+    entered = {"goal": {"event": "demo_booked", "within": "7d"}, "exitWhen": None}
+    run = given_an_open_run(cid, "abandoned-cart", at=clock.now(), policy=entered)
+    assert EnrollmentStore().park(cid, "abandoned-cart", run, "came-back", "token-1")
+    clock.advance(timedelta(minutes=10))
+    react(stream_event("u-ann", "order_completed", clock.now(), {"total": 80}))
+    assert token_answers == []  # today's goal is not this run's goal
+    assert EnrollmentStore().get(cid, "abandoned-cart").status == "active"  # type: ignore[union-attr]
+    react(stream_event("u-ann", "demo_booked", clock.now()))
+    assert token_answers == [
+        ("SendTaskFailure", {"taskToken": "token-1", "error": "ContactConverted", "cause": "goal"})
+    ]
+    assert EnrollmentStore().get(cid, "abandoned-cart").status == "converted"  # type: ignore[union-attr]
+
+
+def test_a_new_run_keeps_the_goal_and_exit_rule_of_the_version_it_enters(
+    react: Handler, state_machines: dict[str, str], project: Any
+) -> None:
+    react(load_event("react/event-insert.json"))
+    current = enrollment("u-ann")
+    assert current is not None
+    assert current.policy == project.site.workflows["welcome-series"].policy
+
+
 def test_an_exit_rule_that_comes_to_hold_ends_the_run_exited(
     react: Handler, clock: FakeClock, token_answers: list[tuple[str, dict[str, Any]]]
 ) -> None:

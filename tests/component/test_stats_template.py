@@ -58,7 +58,7 @@ def test_every_reference_of_the_dashboard_resolves(template: dict[str, Any]) -> 
 def test_the_dashboard_is_valid_json_with_placed_widgets(template: dict[str, Any]) -> None:
     body, refs = _dashboard_body(template)
     for ref in refs:  # what CloudFormation substitutes: names, ARNs, and one number
-        value = "800000" if ref == "OpenExecutionsAlarmAt" else f"value-of-{ref}"
+        value = "80" if ref == "OpenExecutionsAlarmPercent" else f"value-of-{ref}"
         body = body.replace("${" + ref + "}", value)
     dashboard = json.loads(body)
     widgets = dashboard["widgets"]
@@ -70,7 +70,15 @@ def test_the_dashboard_is_valid_json_with_placed_widgets(template: dict[str, Any
             assert widget["properties"]["metrics"], widget["properties"]["title"]
             assert widget["properties"]["region"] == "value-of-AWS::Region"
     titles = " ".join(w["properties"].get("title", "") for w in widgets)
-    for shown in ("Entered", "Sent", "Converted", "Failed", "Held", "Skipped by reason", "Open executions"):
+    for shown in (
+        "Entered",
+        "Sent",
+        "Converted",
+        "Failed",
+        "Held",
+        "Skipped by reason",
+        "Open executions, %",
+    ):
         assert shown in titles
 
 
@@ -85,12 +93,26 @@ def test_every_alarm_of_the_stack_is_on_the_dashboard(template: dict[str, Any]) 
 def test_the_measurement_alarms_watch_real_metrics(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     open_executions = resources["OpenExecutionsAlarm"]["Properties"]
-    assert (open_executions["Namespace"], open_executions["MetricName"]) == (
-        "AWS/States",
-        "OpenExecutionCount",
-    )
-    assert open_executions["Threshold"] == {"Ref": "OpenExecutionsAlarmAt"}
-    assert template["Parameters"]["OpenExecutionsAlarmAt"]["Default"] == 800_000
+    assert open_executions["Threshold"] == {"Ref": "OpenExecutionsAlarmPercent"}
+    assert template["Parameters"]["OpenExecutionsAlarmPercent"]["Default"] == 80
+    assert "MetricName" not in open_executions  # a metric-math alarm, not one metric against a fixed count
+    queries = {q["Id"]: q for q in open_executions["Metrics"]}
+    watched = {
+        q["MetricStat"]["Metric"]["MetricName"]: q["MetricStat"]
+        for q in queries.values()
+        if "MetricStat" in q
+    }
+    # AWS/States publishes both, dimensionless (account and region), Maximum as AWS recommends.
+    assert set(watched) == {"OpenExecutionCount", "OpenExecutionLimit"}
+    for stat in watched.values():
+        assert stat["Metric"]["Namespace"] == "AWS/States" and "Dimensions" not in stat["Metric"]
+        assert stat["Stat"] == "Maximum"
+    (returned,) = [q for q in queries.values() if q.get("ReturnData")]
+    assert _open_percent(returned["Expression"], open=800_000, quota=1_000_000) == 80
+    assert _open_percent(returned["Expression"], open=800_000, quota=2_000_000) == 40  # a raised quota
+    assert _open_percent(returned["Expression"], open=900_000, quota=None) == 90  # no limit data point
+    body, _ = _dashboard_body(template)
+    assert json.dumps(returned["Expression"]) in body  # the dashboard draws what the alarm watches
     rejected = resources["SendRejectedAlarm"]["Properties"]["Metrics"][0]["Expression"]
     assert "SendFailed" in rejected and '"Cairn"' in rejected
     for name in ("SesBounceRateAlarm", "SesComplaintRateAlarm", "SmsSpendAlarm", "ReactIteratorAgeAlarm"):
@@ -117,3 +139,11 @@ def test_the_metric_names_the_functions_emit_are_the_ones_the_dashboard_reads(
     }
     read = set(re.findall(r'MetricName=\\"(\w+)\\"', body))
     assert read <= emitted
+
+
+def _open_percent(expression: str, *, open: float, quota: float | None) -> float:
+    """The open-executions alarm's metric math evaluated on one data point (FILL(m, v): m's value, or v
+    where m has no data point)."""
+    match = re.fullmatch(r"100 \* open / FILL\(quota, (\d+)\)", expression)
+    assert match, expression
+    return 100 * open / (quota if quota is not None else float(match.group(1)))

@@ -443,6 +443,21 @@ def test_a_finished_run_of_a_draining_workflow_moves_on(
     }
 
 
+def test_the_next_task_of_a_run_of_a_workflow_retired_with_stop_ends_it_and_moves_it_on(
+    service: Steps, state_machines: dict[str, str], clock: FakeClock
+) -> None:
+    cid = open_run("u-ann", "welcome-series")
+    given_a_contact("u-ann", traits={"email": "ann@example.com"})
+    # `stop` retired the workflow, but its call ran out of time before it reached this run.
+    WorkflowStore().set_status("welcome-series", "retired", now=clock.now(), move_to="email-engagement")
+    with pytest.raises(ContactExited):
+        service.handle(for_contact(load_event("step/wait.json"), cid))
+    ended = enrollment_of(cid, "welcome-series")
+    assert (ended.status, ended.exit_reason) == ("exited", "retired")
+    moved = EnrollmentStore().get(cid, "email-engagement")
+    assert moved is not None and moved.status == "active"
+
+
 # ---------------------------------------------------------------- enroll
 
 

@@ -27,8 +27,11 @@ TABLE_KEYS: dict[str, dict[str, Any]] = {
         "hash": ("cid", "S"),
         "range": ("sk", "S"),
         "lsi": {},
-        # GSIs (only this table has one): name -> (hash, range), each (attribute name, type).
-        "gsi": {"byClaimedAt": (("cid", "S"), ("claimedAt", "S"))},
+        # GSIs (only this table has them): name -> (hash, range), each (attribute name, type).
+        "gsi": {
+            "byClaimedAt": (("cid", "S"), ("claimedAt", "S")),
+            "tasksByCreation": (("taskList", "S"), ("taskOrder", "S")),
+        },
         "stream": "NEW_AND_OLD_IMAGES",
         "ttl": "expiresAt",
     },

@@ -71,6 +71,12 @@ def test_track_advance_and_outbox_over_http(local: LocalCairn, base_url: str) ->
     path = runs[0]["path"]
     assert path[0] == "send_email-welcome-discount"
     assert path.index("wait-2") > 0
+    # on the virtual clock: started when the event came (the fixture's start); waiting 3 more days
+    assert (runs[0]["startDate"], runs[0]["status"], runs[0]["stopDate"]) == (
+        "2026-12-01T09:00:00Z",
+        "RUNNING",
+        None,
+    )
 
 
 def test_clock_refuses_the_past_and_bad_input(local: LocalCairn, base_url: str) -> None:
@@ -86,3 +92,14 @@ def test_api_errors_keep_their_shape_over_http(local: LocalCairn, base_url: str)
     assert body["error"]["code"] == "validation_failed"
     status, body = call(f"{base_url}/v1/track", "POST", {"userId": "a", "event": "x"})
     assert status == 401
+
+
+def test_redeploy_of_an_unchanged_project_publishes_nothing(local: LocalCairn, base_url: str) -> None:
+    from cairn.adapters.aws import client
+
+    assert local.stack is not None
+    sfn = client("stepfunctions")
+    status, body = call(f"{base_url}/_local/redeploy", "POST")
+    assert (status, body) == (200, {"created": [], "updated": [], "retained": []})
+    with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):  # no version 1 was published
+        sfn.describe_state_machine(stateMachineArn=local.stack.state_machines["welcome-series"] + ":1")

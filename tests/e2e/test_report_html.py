@@ -32,9 +32,6 @@ VERSION = "v-report-e2e"
 DAY2 = START + timedelta(days=1)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "artifacts"
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium binary (apt-get install chromium; .ci/run installs it)"
-)
 
 # What the seeded statistics must show.
 ENTERED = 40
@@ -193,7 +190,8 @@ class _Marks(HTMLParser):
 
 
 def chromium(page: Path, *args: str, profile: Path) -> str:
-    assert CHROMIUM is not None
+    # Never skipped: .ci/run installs Debian's chromium before `make test`, and the issue asks for this run.
+    assert CHROMIUM is not None, "no chromium binary: apt-get install chromium (.ci/run installs it)"
     done = subprocess.run(
         [
             CHROMIUM,
@@ -217,7 +215,6 @@ def chromium(page: Path, *args: str, profile: Path) -> str:
     return done.stdout
 
 
-@needs_chromium
 def test_the_html_report_draws_the_figures_in_chromium(
     local: LocalCairn, seeded: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -51,10 +51,30 @@ def test_every_marketing_email_carries_the_headers_and_a_working_one_click_unsub
     local.settle()
     unsubscribed = [e for e in local.outbox() if e["to"] == "ann@example.com"]
     assert len(unsubscribed) == 3  # nothing new
+    # The statistics count it once, at the step of the email whose link she used; her other links, used
+    # after she was off the list, change nothing and count nothing.
+    last_step = [m for m in local.outbox() if m["to"] == "ann@example.com"][-1]["stepId"]
+    assert unsubscribes(local) == {last_step: 1}
+    for mail in anns[:-1]:
+        assert one_click(local, mime.parse_unsubscribe_headers(mail.raw)["https"])[0] == 200
+    local.settle()
+    assert unsubscribes(local) == {last_step: 1}
     # What every test using local mode checks at its end: all nine, each link posted once more.
     assert check_marketing_mail(local) == 9
     assert {get_contact(local, u)["consent"]["email"]["status"] for u in ("ann", "bob", "chloe")} == {
         "unsubscribed"
+    }
+
+
+def unsubscribes(local: LocalCairn) -> dict[str, int]:
+    """`unsubscribed` per step of the welcome series, as GET /v1/workflows/{id}/stats shows it."""
+    status, _, body = local.request("GET", "/v1/workflows/welcome-series/stats", key=local.secret_key)
+    assert status == 200, body
+    return {
+        step["stepId"]: step["messages"]["unsubscribed"]
+        for version in body["versions"]
+        for step in version["steps"]
+        if (step["messages"] or {}).get("unsubscribed")
     }
 
 

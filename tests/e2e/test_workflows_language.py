@@ -126,6 +126,15 @@ steps:
   - id: never
     send_email: {template: follow-us}
 """,
+    "stop-later": """
+id: stop-later
+name: Stopped by the hourly sweep
+trigger: {event: stop_later_test}
+steps:
+  - wait: 2d
+  - id: never
+    send_email: {template: follow-us}
+""",
     "versioned": """
 id: versioned
 name: Changes while contacts are in it
@@ -134,6 +143,16 @@ reentry: always
 steps:
   - wait: 1d
   - id: message
+    send_email: {template: welcome-discount}
+""",
+    "goal-versioned": """
+id: goal-versioned
+name: A goal that changes while contacts are in it
+trigger: {event: goal_version_test}
+goal: {event: goal_one, within: 7d}
+steps:
+  - wait: 1d
+  - id: offer
     send_email: {template: welcome-discount}
 """,
     "racy": """
@@ -407,28 +426,29 @@ def test_the_workflow_list_shows_each_with_its_version_and_status(local: LocalCa
     assert status == 403
 
 
+def test_runs_a_stop_retirement_could_not_reach_end_within_the_hour_and_get_nothing(
+    local: LocalCairn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cairn.services import workflows
+
+    contact(local, "ike")
+    track(local, "ike", "stop_later_test")
+    local.advance(seconds=HOUR)
+    monkeypatch.setattr(workflows, "STOP_BUDGET", 0.0)  # the call runs out of time before the first run
+    body = api(local, "POST", "/v1/workflows/stop-later/retire", {"mode": "stop", "moveTo": "tour-next"})
+    assert (body["status"], body["stopped"], body["stopping"]) == ("retired", 0, True)
+    [entry] = enrollments(local, "ike", "stop-later")
+    assert entry["status"] == "active"
+    local.advance(seconds=HOUR + 60)  # the hourly sweep, long before the 2-day wait ends
+    [entry] = enrollments(local, "ike", "stop-later")
+    assert (entry["status"], entry["exitReason"]) == ("exited", "retired")
+    assert ended(local, "stop-later", "ike") == "Exited"
+    assert steps_sent(local, "ike", "tour-next") == ["next-email"]
+    local.advance(seconds=2 * DAY)
+    assert sent(local, "ike", "stop-later") == []
+
+
 # ---------------------------------------------------------------- versions
-
-
-def redeploy(local: LocalCairn, root: Path) -> None:
-    """What `sam deploy` of a changed project does: the state machines get the new definitions (runs in
-    flight keep theirs), and the functions start cold with the new site bundle."""
-    from cairn.adapters.aws import client
-    from cairn.project import load_project
-
-    project = load_project(root)
-    assert project.ok, project.problems
-    assert local.stack is not None
-    sfn = client("stepfunctions")
-    for workflow_id, arn in local.stack.state_machines.items():
-        text = json.dumps(project.asl[workflow_id])
-        for key in ("StepFunctionArn", "SendFunctionArn"):
-            text = text.replace("${" + key + "}", local.stack.functions[key.removesuffix("Arn")].arn)
-        sfn.update_state_machine(stateMachineArn=arn, definition=text, publish=True)
-    site = Path(local.stack.env["CAIRN_SITE_PATH"])
-    site.write_text(json.dumps(project.site.to_data()), encoding="utf-8")
-    for fn in local.host.functions.values():
-        fn.module = None  # a cold start: the new bundle is read
 
 
 def test_runs_finish_on_their_version_and_new_contacts_get_the_new_one(
@@ -442,7 +462,8 @@ def test_runs_finish_on_their_version_and_new_contacts_get_the_new_one(
     root = local.root
     (root / "workflows" / "versioned.yaml").unlink()
     make_project(root, receiver.url, versioned_template="follow-us")
-    redeploy(local, root)
+    changes = local.redeploy()  # as `sam deploy` would: a new version of the changed workflow only
+    assert (changes["created"], changes["updated"]) == ([], ["versioned"])
     track(local, "kay", "versioned_test")
     local.advance(seconds=DAY)
     [jay] = sent(local, "jay", "versioned")
@@ -452,6 +473,30 @@ def test_runs_finish_on_their_version_and_new_contacts_get_the_new_one(
     versions = api(local, "GET", "/v1/workflows/versioned")["versions"]
     assert [(v["version"], v["current"]) for v in versions] == [(v1, False), (kay["version"], True)]
     assert enrollments(local, "jay", "versioned")[0]["version"] == v1
+
+
+def test_a_run_converts_on_the_goal_of_the_version_it_entered_with(local: LocalCairn) -> None:
+    contact(local, "uma")
+    contact(local, "val")
+    track(local, "uma", "goal_version_test")
+    local.settle()
+    source = local.root / "workflows" / "goal-versioned.yaml"
+    source.write_text(source.read_text(encoding="utf-8").replace("goal_one", "goal_two"), encoding="utf-8")
+    local.redeploy()  # LocalCairn.redeploy: what `sam deploy` does
+    track(local, "val", "goal_version_test")
+    local.advance(seconds=HOUR)
+    track(local, "uma", "goal_two")  # the new version's goal: not uma's
+    track(local, "val", "goal_one")  # the old version's goal: not val's
+    local.settle()
+    assert [e["status"] for e in enrollments(local, "uma", "goal-versioned")] == ["active"]
+    assert [e["status"] for e in enrollments(local, "val", "goal-versioned")] == ["active"]
+    track(local, "uma", "goal_one")
+    track(local, "val", "goal_two")
+    local.settle()
+    assert ended(local, "goal-versioned", "uma") == "Converted"
+    assert ended(local, "goal-versioned", "val") == "Converted"
+    local.advance(seconds=DAY)
+    assert sent(local, "uma", "goal-versioned") == [] and sent(local, "val", "goal-versioned") == []
 
 
 # ---------------------------------------------------------------- races and throttling
@@ -498,6 +543,8 @@ def test_a_throttled_start_execution_enrolls_the_contact_later(local: LocalCairn
         contact(local, "mo")
         track(local, "mo", "race")
         local.settle()
+        assert throttles["left"] == 1  # the stream retries the record after a back-off, not at once
+        local.advance(seconds=10)
     finally:
         sfn.meta.events.unregister("before-call.sfn.StartExecution", throttle)
     assert throttles["left"] == 0  # throttled twice: the stream delivered the record again each time

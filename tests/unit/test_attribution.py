@@ -39,9 +39,10 @@ def test_touches_are_the_received_messages_in_the_window_before_the_conversion_o
         touch("first", 0, template="cart-reminder"),
         Touch("bounced", "email", "cart", "x", T0 + timedelta(hours=1), status="bounced"),
         Touch("skipped", "email", "cart", "x", T0 + timedelta(hours=2), status="skipped"),
-        touch("edge", 72),  # exactly at the conversion: counted
+        touch("edge", 72),  # exactly at the conversion: the converting event's own message, not a cause
+        touch("just-before", 71.99),
     ]
-    assert [t.message_id for t in touches_before(conversion, messages)] == ["first", "sms", "edge"]
+    assert [t.message_id for t in touches_before(conversion, messages)] == ["first", "sms", "just-before"]
 
 
 def test_the_window_start_is_inclusive() -> None:

@@ -58,7 +58,9 @@ def test_states_follow_the_journey_and_end_in_named_outcomes() -> None:
     ]
     assert choice["Default"] == "send_email-reminder"
     assert states["send_email-reminder: held?"]["Default"] == "exit-6"
-    assert states["exit-6"]["Next"] == "Record exit"
+    # An exit step records the run's end itself, naming the step (the statistics' funnel shows where).
+    assert states["exit-6"]["Next"] == "Exited"
+    assert states["exit-6"]["Parameters"]["Payload"]["step"] == {"outcome": "exited", "stepId": "exit-6"}
     assert states["send_sms-nudge"]["Next"] == "Complete"
     for end in ("Completed", "Converted", "Exited"):
         assert states[end]["Type"] == "Succeed"

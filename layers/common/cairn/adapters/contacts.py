@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,10 +24,23 @@ from cairn.adapters.tables import (
     RunItem,
     StatusEntry,
 )
+from cairn.domain.erasure import GRACE
 
 
 def conditional_failed(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def erased_key(cid: str) -> str:
+    """The identities item that marks a contact id erased, with the time (cairn.services.erase)."""
+    return f"erased#{cid}"
+
+
+def not_recently_erased(now: datetime) -> Condition:
+    """On a contact's `erased#` item: no erase within erasure.GRACE before `now`, i.e. not
+    `erasure.recently_erased` (the condition every write that creates a profile carries, so none brings
+    back a contact erased meanwhile)."""
+    return IdentityItem.key.does_not_exist() | (IdentityItem.created_at < now - GRACE)
 
 
 @dataclass
@@ -85,6 +99,12 @@ RESERVED_FIELDS = {"email": ContactItem.email, "phone": ContactItem.phone, "time
 class ProfileChanged(Exception):
     """The profile is not as the caller read it (a concurrent writer, or it appeared or vanished):
     read it again and retry. Nothing was written."""
+
+
+class ContactErased(Exception):
+    """The write would create the profile of a contact erased less than erasure.GRACE ago (it raced the
+    erase, or comes from a browser still sending for a user who asked to be forgotten). Nothing was
+    written."""
 
 
 class IdentityConflict(Exception):
@@ -176,13 +196,16 @@ class ContactStore:
         """Apply `change` to the profile as the caller read it (`basis`, None: no profile yet).
 
         One UpdateItem, conditioned on the profile still existing (or not) and on the email and phone
-        being what the caller saw when the change sets them; with identities to claim or release, one
-        TransactWriteItems with those conditional identity writes. Raises ProfileChanged (retry with a
-        fresh read) or IdentityConflict; in both cases nothing is written."""
+        being what the caller saw when the change sets them. A write that creates the profile, or claims
+        or releases identities, is one TransactWriteItems: with the conditional identity writes, and for
+        a new profile a check that the contact was not erased within erasure.GRACE (its `erased#` item),
+        so a write racing an erase cannot bring the contact back. Raises ProfileChanged (retry with a
+        fresh read), ContactErased or IdentityConflict; in each case nothing is written."""
         actions = self._actions(change, now=now, new=basis is None)
         condition = self._condition(change, basis)
         item = ContactItem(cid, PROFILE)
-        if identities is None or not (identities.claim or identities.release):
+        identities = identities or IdentityChange()
+        if basis is not None and not (identities.claim or identities.release):
             try:
                 item.update(actions=actions, condition=condition)
             except UpdateError as exc:
@@ -190,8 +213,18 @@ class ContactStore:
                     raise ProfileChanged() from None
                 raise
             return _profile(item)
+        # pynamodb sends condition checks, then deletes, then updates: the cancellation reasons (one per
+        # item) come in that order.
+        checks = 1 if basis is None else 0
         try:
             with TransactWrite(connection=Connection(region=REGION)) as tx:
+                if basis is None:
+                    tx.condition_check(IdentityItem, erased_key(cid), condition=not_recently_erased(now))
+                for key in identities.release:
+                    tx.delete(
+                        IdentityItem(key),
+                        condition=IdentityItem.key.does_not_exist() | (IdentityItem.cid == cid),
+                    )
                 for key, _kind in identities.claim:
                     tx.update(
                         IdentityItem(key),
@@ -201,16 +234,14 @@ class ContactStore:
                         ],
                         condition=IdentityItem.key.does_not_exist() | (IdentityItem.cid == cid),
                     )
-                for key in identities.release:
-                    tx.delete(
-                        IdentityItem(key),
-                        condition=IdentityItem.key.does_not_exist() | (IdentityItem.cid == cid),
-                    )
                 tx.update(item, actions=actions, condition=condition)
         except TransactWriteError as exc:
             codes = [r.code if r is not None else None for r in exc.cancellation_reasons or []]
+            if checks and codes[:1] == ["ConditionalCheckFailed"]:
+                raise ContactErased() from None
+            claims = codes[checks + len(identities.release) :]
             for index, (_key, kind) in enumerate(identities.claim):
-                if index < len(codes) and codes[index] == "ConditionalCheckFailed":
+                if index < len(claims) and claims[index] == "ConditionalCheckFailed":
                     raise IdentityConflict(kind) from None
             if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:
                 raise ProfileChanged() from None
@@ -271,8 +302,12 @@ class ContactStore:
                 condition &= (attr == seen) if seen is not None else attr.does_not_exist()
         return condition
 
-    def delete_profile(self, cid: str) -> None:
-        ContactItem(cid, PROFILE).delete()
+    def delete_profile(self, cid: str) -> Profile | None:
+        """Delete the profile; returns it as it was at that moment (None: there was none). One DeleteItem
+        that returns the old item, so no write can slip in between the read and the delete."""
+        answer = ContactItem._get_connection().delete_item(cid, range_key=PROFILE, return_values="ALL_OLD")
+        old = answer.get("Attributes")
+        return _profile(ContactItem.from_raw_data(old)) if old else None
 
     def delete_all(self, cid: str) -> int:
         """Delete every item of the contact (profile, enrollments, runs, messages); returns how many."""
@@ -282,24 +317,40 @@ class ContactStore:
                 batch.delete(item)
         return len(items)
 
-    def ensure(self, cid: str, *, now: datetime, user_id: str | None = None) -> None:
-        """Make sure a profile exists (an event for a contact never identified)."""
-        if self.get(cid) is None:
-            self.merge_traits(cid, {}, now=now, user_id=user_id)
+    def ensure(self, cid: str, *, now: datetime, user_id: str | None = None) -> bool:
+        """Make sure a profile exists (an event for a contact never identified): True if it does now.
+        False if the contact was erased within erasure.GRACE: then nothing is created (the create is
+        conditioned on its `erased#` item, so it cannot race the erase)."""
+        if self.get(cid) is not None:
+            return True
+        try:
+            self.update(cid, ProfileUpdate(user_id=user_id), now=now, basis=None)
+        except ContactErased:
+            return False
+        except ProfileChanged:  # created by a concurrent writer (or erased and gone again)
+            return self.get(cid) is not None
+        return True
 
     def set_consent(
-        self, cid: str, channel: str, status: str, source: str, *, now: datetime, user_id: str | None = None
-    ) -> Profile:
-        self.ensure(cid, now=now, user_id=user_id)  # a contact created here keeps its userId
+        self, cid: str, channel: str, status: str, source: str, *, now: datetime
+    ) -> Profile | None:
+        """Set the contact's consent for one channel; None if there is no such contact (erased meanwhile):
+        nothing is written then, and never a profile created."""
         item = ContactItem(cid, PROFILE)
-        item.update(
-            actions=[
-                cast(Any, ContactItem.consent)[channel].set(
-                    {"status": status, "source": source, "updatedAt": now.isoformat()}
-                ),
-                ContactItem.updated_at.set(now),
-            ]
-        )
+        try:
+            item.update(
+                actions=[
+                    cast(Any, ContactItem.consent)[channel].set(
+                        {"status": status, "source": source, "updatedAt": now.isoformat()}
+                    ),
+                    ContactItem.updated_at.set(now),
+                ],
+                condition=ContactItem.attributes.exists(),
+            )
+        except UpdateError as exc:
+            if conditional_failed(exc):
+                return None
+            raise
         return _profile(item)
 
     def set_suppression(self, cid: str, suppression: str | None, *, now: datetime) -> None:
@@ -330,6 +381,8 @@ class Enrollment:
     execution: str | None = None
     exited_at: datetime | None = None
     exit_reason: str | None = None
+    # `{"goal", "exitWhen"}` of the version the run entered with (None: a run begun before runs carried it)
+    policy: dict[str, Any] | None = None
 
 
 def _enrollment(item: EnrollmentItem) -> Enrollment:
@@ -349,6 +402,7 @@ def _enrollment(item: EnrollmentItem) -> Enrollment:
         execution=item.execution,
         exited_at=item.exited_at,
         exit_reason=item.exit_reason,
+        policy=json.loads(item.policy) if item.policy else None,
     )
 
 
@@ -377,12 +431,14 @@ class EnrollmentStore:
         reentry: str,
         reentry_after_cutoff: datetime | None,
         distinct_trigger: bool = False,
+        policy: Mapping[str, Any] | None = None,
     ) -> Enrollment | None:
         """Open a run with ONE conditional update: never two open runs of a workflow for a contact.
 
         A retry for the same trigger finds its own `starting` run and gets it back (so the execution is
         started again under the same name, which Step Functions treats as the same run).
-        `distinct_trigger`: never admit a second run for the same trigger id (a yearly date's day)."""
+        `distinct_trigger`: never admit a second run for the same trigger id (a yearly date's day).
+        `policy`: the entered version's goal and exit rule, kept with the run for the checks react makes."""
         item = EnrollmentItem(cid, EnrollmentItem.key(workflow_id))
         closed = EnrollmentItem.status.is_in("completed", "converted", "exited", "failed")
         admit: Condition
@@ -414,6 +470,9 @@ class EnrollmentStore:
                     EnrollmentItem.waiting_until.remove(),
                     EnrollmentItem.variant.remove(),
                     EnrollmentItem.variants.remove(),
+                    EnrollmentItem.policy.set(json.dumps(dict(policy), sort_keys=True))
+                    if policy is not None
+                    else EnrollmentItem.policy.remove(),
                 ],
                 condition=admit,
             )

@@ -12,7 +12,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from cairn.adapters.contacts import conditional_failed
+from cairn.adapters.contacts import conditional_failed, erased_key
 from cairn.adapters.tables import REGION, IdentityItem
 from cairn.domain.identity import identity_key
 
@@ -146,10 +146,6 @@ class IdentityStore:
             except DeleteError as exc:
                 if not conditional_failed(exc):
                     raise
-
-
-def erased_key(cid: str) -> str:
-    return f"erased#{cid}"
 
 
 def is_tombstoned(address: str) -> bool:

@@ -175,6 +175,8 @@ class TaskStore:
             run=task.run,
             created_at=task.created_at,
             updated_at=task.updated_at,
+            task_list=TaskItem.LIST,
+            task_order=TaskItem.order(task.created_at, task.id),
         )
         try:
             item.save(condition=TaskItem.sk.does_not_exist())
@@ -202,32 +204,31 @@ class TaskStore:
     ) -> tuple[list[Task], str | None]:
         """Tasks newest first, filtered; `cursor` continues a listing (ValueError if it is not one).
 
-        Tasks are people's follow-ups (a few per day, not per message): one partition, read and sorted
-        whole per call."""
-        offset = 0
-        if cursor:
-            try:
-                offset = int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError("not a cursor") from exc
+        One page of the `tasksByCreation` index per call (DynamoDB's own pagination: the cursor is the
+        last key read), so a listing costs what it returns, not the whole list."""
         condition: Condition | None = None
         if assignee is not None:
             condition = TaskItem.assignee == assignee
         if status is not None:
             by_status = TaskItem.status == status
             condition = by_status if condition is None else condition & by_status
-        tasks = [
-            _task(item)
-            for item in TaskItem.query(
-                TaskItem.PK, TaskItem.sk.startswith("task#"), filter_condition=condition
+        items = list(
+            TaskItem.by_creation.query(
+                TaskItem.LIST,
+                scan_index_forward=False,
+                filter_condition=condition,
+                limit=limit + 1,  # one more than the page: whether another page exists
+                page_size=limit + 1 if condition is None else min(4 * limit, 1000),
+                last_evaluated_key=_task_cursor_key(cursor) if cursor else None,
             )
-        ]
-        tasks.sort(key=lambda t: (t.created_at, t.id), reverse=True)
-        page = tasks[offset : offset + limit]
+        )
         following = None
-        if offset + limit < len(tasks):
-            following = base64.urlsafe_b64encode(json.dumps({"offset": offset + limit}).encode()).decode()
-        return page, following
+        if len(items) > limit:
+            last = items[limit - 1]
+            key = {"cid": last.cid, "sk": last.sk, "taskList": TaskItem.LIST, "taskOrder": last.task_order}
+            encoded = json.dumps({name: {"S": value} for name, value in key.items()})
+            following = base64.urlsafe_b64encode(encoded.encode()).decode()
+        return [_task(item) for item in items[:limit]], following
 
     def update(self, task_id: str, changes: dict[str, Any], *, now: datetime) -> Task | None:
         item = TaskItem(TaskItem.PK, TaskItem.key(task_id))
@@ -242,6 +243,25 @@ class TaskStore:
                 return None
             raise
         return _task(item)
+
+
+_CURSOR_KEYS = frozenset({"cid", "sk", "taskList", "taskOrder"})
+
+
+def _task_cursor_key(cursor: str) -> dict[str, dict[str, str]]:
+    """The index key a cursor carries, checked to be one (a made-up cursor is a 422, not a failed query)."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError as exc:
+        raise ValueError("not a cursor") from exc
+    if not isinstance(key, dict) or set(key) != _CURSOR_KEYS:
+        raise ValueError("not a cursor")
+    for value in key.values():
+        if not (isinstance(value, dict) and set(value) == {"S"} and isinstance(value["S"], str)):
+            raise ValueError("not a cursor")
+    if key["cid"]["S"] != TaskItem.PK or key["taskList"]["S"] != TaskItem.LIST:
+        raise ValueError("not a cursor")
+    return cast(dict[str, dict[str, str]], key)
 
 
 # ---------------------------------------------------------------- yearly dates

@@ -189,6 +189,9 @@ class Conflict(Exception):
         super().__init__(f"{len(self.cids)} contact(s) changed while being evaluated")
 
 
+SENT_ORDER: Final = {"delete": 0, "save": 1, "update": 2}  # pynamodb's TransactWrite sends them so
+
+
 @dataclass
 class _Op:
     kind: str  # update | save | delete
@@ -196,6 +199,7 @@ class _Op:
     actions: list[Action] = field(default_factory=list)
     condition: Condition | None = None
     plan: int = -1  # index of the plan it belongs to; -1 for a shared counter
+    event: bool = False  # a segment_entered / segment_exited event (its id: the n-th entry or exit)
 
 
 # --------------------------------------------------------------------------- the store
@@ -342,7 +346,14 @@ class SegmentStore:
                 source="cairn",
             )
             ops.append(
-                _Op("save", _event_item(event, self.event_ttl), [], EventItem.mid.does_not_exist(), index)
+                _Op(
+                    "save",
+                    _event_item(event, self.event_ttl),
+                    [],
+                    EventItem.mid.does_not_exist(),
+                    index,
+                    event=True,
+                )
             )
         if number is not None:
             ops.append(_count_op(transition.segment, number, 1 if transition.enter else -1))
@@ -350,8 +361,15 @@ class SegmentStore:
 
     def _transact(self, ops: list[_Op]) -> set[int]:
         """Run one transaction; the plans whose conditions failed (nothing written), or an empty set.
-        A transaction that collides with another in flight on a hot counter is retried with jitter."""
-        for attempt in range(8):
+        A transaction that collides with another in flight on a hot counter is retried with jitter.
+
+        A segment event whose id is already stored, while every membership and index condition held, is
+        the same entry or exit written before (its id is the n-th entry or exit of the contact): the rest
+        is written without it, so a retry records the change once and succeeds."""
+        attempt = 0
+        while True:
+            # pynamodb sends deletes, then puts, then updates: the cancellation reasons come in that order.
+            ops = sorted(ops, key=lambda op: SENT_ORDER[op.kind])
             try:
                 with TransactWrite(connection=_connection()) as tx:
                     for op in ops:
@@ -364,14 +382,17 @@ class SegmentStore:
                 return set()
             except TransactWriteError as exc:
                 reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])]
-                failed = {ops[i].plan for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
+                failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
+                if failed and all(ops[i].event for i in failed):
+                    ops = [op for i, op in enumerate(ops) if i not in set(failed)]  # stored already
+                    continue
                 if failed:
-                    return failed
+                    return {ops[i].plan for i in failed}
                 if any(code == "TransactionConflict" for code in reasons) and attempt < 7:
                     time.sleep(random.uniform(0, 0.02 * 2**attempt))  # jitter, not security
+                    attempt += 1
                     continue
                 raise
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- lists, counts, reads for the API ----------------------------------------------------------
     @staticmethod
@@ -408,14 +429,26 @@ class SegmentStore:
         """The segments the contact is a member of, of those named."""
         return [m for m in self.memberships(cid, segment_ids).values() if m.member]
 
-    def forget(self, cid: str, segment_ids: Iterable[str], now: datetime) -> int:
+    def forget(self, cid: str, segment_ids: Iterable[str], now: datetime, attempts: int = 8) -> int:
         """Erase the contact's memberships (member counts go down), its time-driven changes and index
-        entry. Returns how many items went."""
+        entry. Returns how many items went. Idempotent; a membership changed by a concurrent evaluation
+        (the stream reacting to the contact) is read again and forgotten as it is then. ``Conflict`` only
+        if that keeps happening ``attempts`` times."""
         removed = 0
-        for membership in self.memberships(cid, segment_ids).values():
-            if membership.member:
+        for read in self.memberships(cid, segment_ids).values():
+            membership = read
+            for attempt in range(attempts):
+                if not membership.member:
+                    break
                 plan = Plan(cid, now, [Transition(membership.segment, False, membership)], emit=False)
-                self.commit(plan)
+                try:
+                    self.commit(plan)
+                    break
+                except Conflict:
+                    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))  # jitter, not security
+                    membership = self.memberships(cid, [membership.segment])[membership.segment]
+            else:
+                raise Conflict([cid])
             if membership.entries:
                 MembershipItem(MembershipItem.partition(membership.segment, cid), cid).delete()
                 removed += 1

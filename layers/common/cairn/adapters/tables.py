@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from pynamodb.attributes import (
     ListAttribute,
@@ -83,6 +84,9 @@ class EnrollmentItem(_Base):
     wait_for = MapAttribute[str, object](null=True, attr_name="waitFor")
     variant = UnicodeAttribute(null=True)  # the last split's variant (A, B, holdout)
     variants = MapAttribute[str, object](null=True)  # every split of the run: step id -> variant
+    # The goal and exit rule of the version the run entered with (JSON `{"goal", "exitWhen"}`): react
+    # checks these, not the workflow's current definition, so a run finishes on its own version.
+    policy = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(workflow_id: str) -> str:
@@ -278,8 +282,21 @@ class WorkflowItem(_Base):
         return f"wf#{workflow_id}"
 
 
+class TasksByCreation(GlobalSecondaryIndex["TaskItem"]):
+    """Every task, newest first (GSI `tasksByCreation` of the contacts table; sparse: only tasks have
+    `taskList`): `GET /v1/tasks` reads one page, not the whole list."""
+
+    class Meta:
+        index_name = "tasksByCreation"
+        projection = AllProjection()
+
+    task_list = UnicodeAttribute(hash_key=True, attr_name="taskList")
+    task_order = UnicodeAttribute(range_key=True, attr_name="taskOrder")
+
+
 class TaskItem(_Base):
-    """A human follow-up task from an `assign_task` step (pk "#tasks", sk "task#<id>")."""
+    """A human follow-up task from an `assign_task` step (pk "#tasks", sk "task#<id>"; in the
+    `tasksByCreation` index under "tasks", ordered by `<createdAt>#<id>`)."""
 
     class Meta(_Base.Meta):
         table_name = _table("CONTACTS_TABLE", "cairn-contacts")
@@ -299,8 +316,16 @@ class TaskItem(_Base):
     run = NumberAttribute()
     created_at = UTCDateTimeAttribute(attr_name="createdAt")
     updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+    task_list = UnicodeAttribute(null=True, attr_name="taskList")
+    task_order = UnicodeAttribute(null=True, attr_name="taskOrder")
+    by_creation = TasksByCreation()
 
     PK = "#tasks"
+    LIST = "tasks"
+
+    @staticmethod
+    def order(created_at: datetime, task_id: str) -> str:
+        return f"{created_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{task_id}"
 
     @staticmethod
     def key(task_id: str) -> str:

@@ -24,6 +24,9 @@ START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # a Tuesday, 10:00 in Berlin (t
 DEMO_SECRET = "cairn-demo-secret-not-for-production"
 DAY, HOUR, MINUTE = 86400, 3600, 60
 CART = {"A": 45, "B": 45, "holdout": 10}
+# The workflow whose measurement the demo ends with (`cairn report`): the cart's A/B split and holdout.
+REPORTED = "abandoned-cart"
+REPORT_FILE = Path("artifacts") / f"demo-report-{REPORTED}.html"  # under the project folder
 
 
 @dataclass
@@ -135,6 +138,7 @@ def run(root: Path) -> int:
             order = {wid: list(asl["States"]) for wid, asl in local.project.asl.items()}
             variants = {p.user_id: _variant(local, p.user_id) for p in PEOPLE}
             tasks = _ok(local.request("GET", "/v1/tasks", key=local.secret_key))["tasks"]
+            report = _report(local)
             errors = list(local.host.errors)
     except ProjectInvalid as exc:
         for problem in exc.problems:
@@ -142,7 +146,9 @@ def run(root: Path) -> int:
         return 1
     _timeline(console, timeline, outbox, tasks)
     _funnels(console, runs, order)
-    return _verdict(console, outbox, variants, errors)
+    verdict = _verdict(console, outbox, variants, errors)
+    written = measurement(console, report, root / REPORT_FILE)
+    return verdict or (0 if written else 1)
 
 
 # ---------------------------------------------------------------- the story
@@ -323,6 +329,40 @@ def _ok(result: tuple[int, dict[str, str], Any]) -> Any:
 
 
 # ---------------------------------------------------------------- the report
+
+
+def _report(local: Any) -> Any:
+    """`cairn report abandoned-cart` against the demo's local mode (its statistics and attribution)."""
+    from cairn.cli.report import ReportError, load_report, local_fetch
+
+    try:
+        return load_report(local_fetch(local), REPORTED, source="local mode (make demo)")
+    except ReportError as exc:
+        return exc
+
+
+def measurement(console: Console, report: Any, path: Path) -> bool:
+    """The demo's last word: one workflow's statistics as `cairn report` prints them, and its HTML page
+    written to `path` (named on the console). False when the report could not be read or written."""
+    from cairn.cli.report import Report, print_report
+    from cairn.cli.report_html import render_html
+
+    console.print(
+        f"\n[bold]Measurement[/bold]: [bold]cairn report {REPORTED}[/bold] (GET /v1/workflows/"
+        f"{REPORTED}/stats and /attribution)"
+    )
+    if not isinstance(report, Report):
+        console.print(f"[red]the report could not be read: {report}[/red]")
+        return False
+    print_report(report, console)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_html(report.stats, report.attribution, source=report.source), "utf-8")
+    except OSError as exc:
+        console.print(f"[red]cannot write {path}: {exc.strerror}[/red]")
+        return False
+    console.print(f"the HTML report (charts, readable offline): [bold]{path}[/bold]")
+    return True
 
 
 def _who(to: str) -> str:

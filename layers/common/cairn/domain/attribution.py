@@ -1,7 +1,7 @@
 """Cross-channel attribution: which messages earned a workflow's conversions.
 
 For each conversion, its touches are the messages the contact received in the goal's window before it
-(`converted_at - window <= sent_at <= converted_at`), from any workflow and channel. Each conversion is then
+(`converted_at - window <= sent_at < converted_at`), from any workflow and channel. Each conversion is then
 credited to channels, workflows and templates by three models: first touch (all credit to the earliest
 touch), last touch (all to the latest) and linear (equal shares). A conversion without touches is counted
 as unattributed. Pure: plain records in, plain data out.
@@ -53,10 +53,12 @@ class Conversion:
 
 def touches_before(conversion: Conversion, messages: Iterable[Touch]) -> list[Touch]:
     """The messages received within the window before the conversion, oldest first (ties by message id, so
-    the order never depends on storage)."""
+    the order never depends on storage). A message sent at the very instant of the conversion is not before
+    it: that is a message the converting event itself triggered (an order's thank-you, in local mode's
+    virtual time, where both happen at once)."""
     start = conversion.converted_at - conversion.window
     found = [
-        m for m in messages if m.status not in NOT_RECEIVED and start <= m.sent_at <= conversion.converted_at
+        m for m in messages if m.status not in NOT_RECEIVED and start <= m.sent_at < conversion.converted_at
     ]
     return sorted(found, key=lambda m: (m.sent_at, m.message_id))
 

@@ -218,7 +218,11 @@ class _Builder:
             config = {"id": sid, "workflow": step.enroll.workflow}
             self.states[sid] = self.task(STEP_FN, self.payload("enroll", config), nxt)
         elif isinstance(step, ExitStep):
-            self.states[sid] = {"Type": "Pass", "Comment": step.exit.reason, "Next": RECORD_EXIT}
+            # The run's end, recorded with the step it left at (the statistics' funnel shows where).
+            config = {"outcome": "exited", "stepId": sid}
+            state = self.task(STEP_FN, self.payload("finish", config), EXITED, Comment=step.exit.reason)
+            state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": FAILED}]
+            self.states[sid] = state
         else:  # pragma: no cover - the model admits no other kind
             raise TypeError(f"cannot compile step {sid}")
         return sid

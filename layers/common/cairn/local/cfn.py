@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,13 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 def load_template_text(text: str) -> dict[str, Any]:
+    """The template as data; a fresh copy each call (the parse of a text is kept: a start reads the same
+    template.yaml every time, and PyYAML is most of what reading it costs)."""
+    return copy.deepcopy(_parsed(text))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str) -> dict[str, Any]:
     data = yaml.load(text, Loader=_Loader)
     assert isinstance(data, dict)
     return data

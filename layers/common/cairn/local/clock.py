@@ -122,38 +122,27 @@ class VirtualClock:
             entry = _Call(self, callback, due)
             heapq.heappush(self._timers, _Timer(due, next(self._seq), entry, True))  # type: ignore[arg-type]
 
-    def wait(self, park: Park, *also: threading.Event) -> bool:
-        """Block until woken; True if woken by the timer. `also` are events that wake it too."""
-        if not also:
-            park.event.wait()
-            return park.timed_out
-        while not park.event.wait(0.05):
-            if any(e.is_set() for e in also):
-                park.wake()
+    def wait(self, park: Park) -> bool:
+        """Block until woken; True if woken by the timer."""
+        park.event.wait()
         return park.timed_out
 
-    def sleep(
-        self, seconds: float, *, counted: bool = True, interrupt: threading.Event | None = None
-    ) -> bool:
-        park = self.park(seconds, counted=counted)
-        return self.wait(park, *([interrupt] if interrupt is not None else []))
+    def sleep(self, seconds: float, *, counted: bool = True) -> bool:
+        return self.wait(self.park(seconds, counted=counted))
 
     # -- driving time ------------------------------------------------------------------------
     def settle(self, budget: float = 60.0) -> bool:
         """Wait (in real time) until nothing is running; False if the budget ran out first."""
+        # No grace period: whoever wakes or starts work takes its unit first (Park.wake, _Call.wake, enter),
+        # so `busy == 0` is final until the clock moves.
         deadline = time.monotonic() + budget
         with self.lock:
-            while True:
-                if self._busy <= 0:
-                    # Quiet for a moment too: a just-woken thread re-enters before it runs.
-                    self.lock.wait(0.01)
-                    if self._busy <= 0:
-                        return True
-                    continue
+            while self._busy > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self.lock.wait(min(remaining, 0.05))
+            return True
 
     def advance(self, to: datetime, budget: float = 60.0) -> tuple[int, bool]:
         """Move time to `to`, firing every timer that falls due in time order, settling after each."""

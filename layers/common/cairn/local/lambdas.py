@@ -52,6 +52,12 @@ class FunctionHost:
     def register(self, fn: LocalFunction) -> None:
         self.functions[fn.name] = fn
 
+    def cold_start(self) -> None:
+        """Every function loads its code again on its next invocation (a deploy's new environment)."""
+        with self._load_lock:
+            for fn in self.functions.values():
+                fn.module = None
+
     def by_logical_id(self, logical_id: str) -> LocalFunction:
         return next(f for f in self.functions.values() if f.logical_id == logical_id)
 

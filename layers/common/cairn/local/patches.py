@@ -5,13 +5,17 @@
 - Lambda: invocations call the real handlers in-process instead of a Docker container.
 - DynamoDB Streams: records go to local mode's own asynchronous, ordered dispatcher instead of being
   delivered synchronously inside the writer's put_item.
-- DynamoDB: each request runs alone (conditional writes are atomic, as on AWS).
+- DynamoDB: each request runs alone (conditional writes are atomic, as on AWS); TransactWriteItems keeps
+  only the items it writes (not deep copies of whole tables) and streams nothing if it is cancelled.
+- Step Functions parsing: each distinct definition is parsed once per process (the ANTLR tree is kept;
+  evaluation components are built afresh for every execution).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +42,7 @@ def patch_stepfunctions(clock: VirtualClock) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
     from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
     from moto.stepfunctions.parser.backend.execution import Execution
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -64,12 +69,31 @@ def patch_stepfunctions(clock: VirtualClock) -> None:
     _swap(Execution, "start", start)
     _swap(ExecutionWorker, "_execution_logic", execution_logic)
 
-    # Wait states: virtual time; StopExecution (program_state_event) still interrupts them.
+    # Wait states: virtual time. StopExecution (or the program ending another way, e.g. a failing branch)
+    # wakes the parked wait at once, as moto's program_state_event does for its real-time wait.
+    waiting: dict[int, Any] = {}
+
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         if wait_seconds > 0 and env.is_running():
-            clock.sleep(wait_seconds, interrupt=env.program_state_event)
+            park = clock.park(wait_seconds)
+            waiting[id(env)] = park
+            if not env.is_running():  # stopped between the check and the park
+                park.wake()
+            clock.wait(park)
+            waiting.pop(id(env), None)
+
+    def waking(original: Callable[..., None]) -> Callable[..., None]:
+        def changed(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            park = waiting.get(id(self))
+            if park is not None:
+                park.wake()
+
+        return changed
 
     _swap(WaitFunction, "_wait_interval", wait_interval)
+    for name in ("set_stop", "set_ended", "set_error", "set_timed_out"):
+        _swap(Environment, name, waking(getattr(Environment, name)))
 
     # Task timeouts (TimeoutSeconds): the parent parks on the virtual clock while the task runs.
     def evaluate_with_timeout(self: Any, env: Any) -> None:
@@ -173,8 +197,11 @@ def patch_stepfunctions(clock: VirtualClock) -> None:
 
     _swap(EventManager, "_get_current_timestamp", staticmethod(current_timestamp))
 
-    # `$$.State.EnteredTime` (a wait_for step's start) on the virtual clock too.
+    # `$$.State.EnteredTime` (a wait_for step's start), and each execution's startDate and stopDate
+    # (GET /_local/executions), on the virtual clock too.
+    from moto.stepfunctions.parser import models as parser_models
     from moto.stepfunctions.parser.asl.component.state import state as state_module
+    from moto.stepfunctions.parser.backend import execution as execution_module
 
     class _VirtualDatetime(datetime.datetime):
         @classmethod
@@ -186,7 +213,57 @@ def patch_stepfunctions(clock: VirtualClock) -> None:
         timezone = datetime.timezone
         datetime = _VirtualDatetime
 
-    _swap(state_module, "datetime", _VirtualDatetimeModule)
+    for module in (state_module, parser_models, execution_module):
+        _swap(module, "datetime", _VirtualDatetimeModule)
+
+
+@functools.lru_cache(maxsize=512)
+def _asl_tree(definition: str) -> Any:
+    """The ANTLR parse tree of a definition (syntax errors raise, and are not cached)."""
+    from antlr4 import CommonTokenStream, InputStream
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+    from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException, SyntaxErrorListener
+
+    listener = SyntaxErrorListener()
+    parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
+    parser.removeErrorListeners()
+    parser.addErrorListener(listener)
+    tree = parser.state_machine()
+    if listener.errors:
+        raise ASLParserException(errors=listener.errors)
+    return tree
+
+
+_VALID_DEFINITIONS: set[str] = set()
+
+
+def patch_asl_parsing() -> None:
+    """Parse each distinct definition once per process, not on every CreateStateMachine and StartExecution.
+
+    moto parses the definition with ANTLR when a state machine is created (to validate it) and again when
+    each execution starts; that was most of local mode's start-up and a share of every run. The parse
+    tree depends on the text alone, so it is kept; the evaluation components are built afresh from it for
+    every execution (they hold per-run state), exactly as moto builds them. Invalid definitions are never
+    cached: they fail the same way every time.
+    """
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = _asl_tree(definition)
+        return Preprocessor().visit(tree), tree
+
+    original_validate = StepFunctionsParserBackend._validate_definition
+
+    def validate_definition(definition: str) -> None:
+        if definition not in _VALID_DEFINITIONS:
+            original_validate(definition=definition)
+            _VALID_DEFINITIONS.add(definition)
+
+    _swap(AmazonStateLanguageParser, "parse", staticmethod(parse))
+    _swap(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate_definition))
 
 
 def patch_lambda(invoke: Callable[[str, dict[str, Any]], tuple[str, bool]]) -> None:
@@ -223,6 +300,94 @@ def patch_dynamodb_atomic() -> None:
     _swap(DynamoHandler, "call_action", call_action)
 
 
+_TRANSACTION = threading.local()
+
+
+class _TableCopyIsTheTable:
+    """Stands in for the `copy` module inside moto's DynamoDB backend: during a TransactWriteItems, the
+    "backup" of a table is the table itself (the transaction patch keeps the items it may write instead);
+    every other deep copy (an item's old image in UpdateItem) is a real one."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        if getattr(_TRANSACTION, "active", False) and isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+    copy = staticmethod(copy.copy)
+
+
+def _transaction_keys(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+    """(table, hash key, range key) of every item a TransactWriteItems may write (malformed ones skipped:
+    moto refuses them before writing)."""
+    keys: list[tuple[Any, Any, Any]] = []
+    for entry in transact_items:
+        for op_type, op in entry.items():
+            table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None or op_type not in ("Put", "Delete", "Update"):
+                continue
+            key = op.get("Item") if op_type == "Put" else op.get("Key")
+            try:
+                hash_key, range_key = backend.get_keys_value(table, key or {})
+            except Exception:  # the original call refuses it
+                continue
+            keys.append((table, hash_key, range_key))
+    return keys
+
+
+def patch_dynamodb_transactions() -> None:
+    """TransactWriteItems without deep copies of whole tables, and without stream records when cancelled.
+
+    moto backs up every table a transaction touches with `copy.deepcopy` (once per item, each time the
+    whole table), writes the items one by one and swaps the backups back if any fails: a cost that grows
+    with the table, and the stream records of the items written before the failure were already out. Here
+    only the items the transaction may write are kept (requests run one at a time, patch_dynamodb_atomic),
+    the stream records wait until it commits, and a cancelled transaction puts those items back and drops
+    its records: all or nothing, as on AWS.
+    """
+    from moto.dynamodb import models as dynamodb_models
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = [
+            (table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key)))
+            for table, hash_key, range_key in _transaction_keys(self, transact_items)
+        ]
+        _TRANSACTION.active, _TRANSACTION.records = True, []
+        try:
+            original(self, transact_items)
+        except BaseException:
+            for table, hash_key, range_key, item in reversed(saved):
+                _put_back(table, hash_key, range_key, item)
+            raise
+        else:
+            records = _TRANSACTION.records
+        finally:
+            _TRANSACTION.active = False
+        for deliver, table_name, record in records:
+            deliver(table_name, record)
+
+    _swap(dynamodb_models, "copy", _TableCopyIsTheTable)
+    _swap(DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+def _put_back(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
+    """Restore one item of a moto table as it was (None: absent)."""
+    if range_key is not None:
+        if item is None:
+            table.items.get(hash_key, {}).pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = item
+    elif item is None:
+        table.items.pop(hash_key, None)
+    else:
+        table.items[hash_key] = item
+
+
 def patch_streams(deliver: Callable[[str, dict[str, Any]], None]) -> None:
     """Hand every stream record to `deliver(table_name, record)` instead of invoking consumers inline."""
     from moto.core.utils import unix_time
@@ -239,7 +404,10 @@ def patch_streams(deliver: Callable[[str, dict[str, Any]], None]) -> None:
         record["dynamodb"] = data
         record["awsRegion"] = self.table.region_name
         record["eventSourceARN"] = f"{self.table.table_arn}/stream/{self.table.latest_stream_label}"
-        deliver(self.table.name, record)
+        if getattr(_TRANSACTION, "active", False):
+            _TRANSACTION.records.append((deliver, self.table.name, record))  # out when it commits
+        else:
+            deliver(self.table.name, record)
 
     _swap(StreamShard, "add", add)
 

@@ -3,6 +3,7 @@ and a virtual clock so that waits of days take no real time."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -20,7 +21,7 @@ from cairn.local.cfn import load_template_text
 from cairn.local.clock import VirtualClock
 from cairn.local.lambdas import FunctionHost
 from cairn.local.schedules import Scheduler, ses_event
-from cairn.local.stack import ACCOUNT, REGION, LocalStack, build
+from cairn.local.stack import ACCOUNT, REGION, LocalStack, build, redeploy_workflows
 from cairn.local.streams import StreamDispatcher
 from cairn.project import CompiledProject, load_project, nested_template
 
@@ -76,7 +77,7 @@ class LocalCairn:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LocalCairn:
-        project = load_project(self.root)
+        project = _load_project(self.root)
         if not project.ok:
             raise ProjectInvalid(project.problems)
         self.project = project
@@ -93,6 +94,8 @@ class LocalCairn:
         patches.patch_lambda(self.host.invoke)
         patches.patch_streams(self.streams.deliver)
         patches.patch_dynamodb_atomic()
+        patches.patch_dynamodb_transactions()
+        patches.patch_asl_parsing()
         settings = project.site.settings
         sender = settings.sender.email or "hello@example.com"
         nested = load_template_text(nested_template(sorted(project.asl)))
@@ -126,6 +129,32 @@ class LocalCairn:
         self.secret_key = KeyStore.create(KeyKind.SECRET, "local secret key", self.secret_key)
         self.write_key = KeyStore.create(KeyKind.WRITE, "local write key", self.write_key)
         return self
+
+    def redeploy(self) -> dict[str, list[str]]:
+        """What `sam deploy` of the changed project does, without restarting local mode.
+
+        The project is compiled again from disk (a problem raises ProjectInvalid and changes nothing).
+        Each workflow's state machine gets its new definition as a new published version (AutoPublishAlias),
+        runs in flight finish on the definition they started with, and new runs get the new one; a new
+        workflow gets its state machine; a removed one keeps its state machine (retained) so open runs
+        finish. The functions start cold with the new site bundle. Segment builds are not started (local
+        mode does not run the stack's deploy hook, at start either). Returns the workflow ids created,
+        updated and retained.
+        """
+        assert self.stack is not None, "start() first"
+        project = _load_project(self.root)
+        if not project.ok:
+            raise ProjectInvalid(project.problems)
+        self.settle()  # a deploy does not cut through work in progress
+        nested = load_template_text(nested_template(sorted(project.asl)))
+        before = dict(self.stack.state_machines)
+        changes = redeploy_workflows(self.stack, project.asl, nested)
+        self.project = project
+        site_path = Path(self.stack.env["CAIRN_SITE_PATH"])
+        site_path.write_text(json.dumps(project.site.to_data()), encoding="utf-8")
+        self.host.cold_start()
+        changes["retained"] = sorted(set(before) - set(project.asl))
+        return changes
 
     def stop(self) -> None:
         self.clock.settle(5)
@@ -323,16 +352,47 @@ class LocalCairn:
                         for e in history["events"]
                         if "stateEnteredEventDetails" in e
                     ]
+                    stop = ex.get("stopDate")
                     runs.append(
                         {
                             "workflowId": workflow_id,
                             "name": ex["name"],
                             "status": ex["status"],
-                            "startDate": _iso(ex["startDate"]),
+                            "startDate": _iso(ex["startDate"]),  # on the virtual clock, as every date here
+                            "stopDate": _iso(stop) if stop is not None else None,
                             "path": path,
                         }
                     )
         return runs
+
+
+# What `load_project` reads: the project's own folders and files (template.yaml for EVENT_TTL_DAYS).
+PROJECT_INPUTS = ("workflows", "segments", "templates", "settings.yaml", "template.yaml")
+_PROJECTS: dict[tuple[Path, str], CompiledProject] = {}
+
+
+def _load_project(root: Path) -> CompiledProject:
+    """`load_project`, kept per content of its inputs: each test's LocalCairn compiles the same project,
+    and a project changed on disk (a redeploy) has other contents, so it is compiled again. The project
+    is read, never changed, by local mode."""
+    digest = hashlib.sha256()
+    for name in PROJECT_INPUTS:
+        top = root / name
+        files = (
+            [top]
+            if top.is_file()
+            else sorted(
+                Path(folder) / file for folder, _, names in os.walk(top, followlinks=True) for file in names
+            )
+        )
+        for path in files:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    key = (root, digest.hexdigest())
+    if key not in _PROJECTS:
+        if len(_PROJECTS) >= 8:
+            _PROJECTS.pop(next(iter(_PROJECTS)))
+        _PROJECTS[key] = load_project(root)
+    return _PROJECTS[key]
 
 
 def _meta(msg: Any) -> dict[str, Any]:

@@ -73,6 +73,17 @@ class App:
             return _json(200, {"delivered": delivered})
         if path == "/_local/executions" and request.method == "GET":
             return _json(200, self.local.executions())
+        if path == "/_local/redeploy" and request.method == "POST":
+            from cairn.local.runtime import ProjectInvalid
+
+            try:
+                return _json(200, self.local.redeploy())
+            except ProjectInvalid as exc:  # nothing changed: the problems, as `cairn validate` lists them
+                problems = [{"field": None, "problem": str(p)} for p in exc.problems]
+                message = "the project has problems; nothing was deployed"
+                return _json(
+                    422, {"error": {"code": "project_invalid", "message": message, "details": problems}}
+                )
         if path.startswith("/_local/"):
             return _error(404, "not_found", "no such local route")
         headers = {k.lower(): v for k, v in request.headers.items()}

@@ -37,6 +37,8 @@ class LocalStack:
     machines: dict[str, str] = field(default_factory=dict)  # stack-level state machines: logical id -> ARN
     env: dict[str, str] = field(default_factory=dict)
     sender_domain: str = ""
+    role: str = ""  # the state machines' role
+    workflow_params: dict[str, Any] = field(default_factory=dict)  # the nested workflows stack's parameters
 
 
 def _zip() -> bytes:
@@ -175,7 +177,16 @@ def build(
             ev = resolver.resolve(event["Properties"])
             table = str(ev["Stream"]).split(":table/", 1)[1].split("/", 1)[0]
             filters = [json.loads(f["Pattern"]) for f in (ev.get("FilterCriteria") or {}).get("Filters", [])]
-            streams.add_mapping(Mapping(table, name, int(ev.get("BatchSize", 100)), filters))
+            streams.add_mapping(
+                Mapping(
+                    table,
+                    name,
+                    int(ev.get("BatchSize", 100)),
+                    filters,
+                    max_retries=int(ev.get("MaximumRetryAttempts", -1)),
+                    max_record_age=int(ev.get("MaximumRecordAgeInSeconds", -1)),
+                )
+            )
     stack.env = merged_env
 
     for lid, res in of_type("AWS::Serverless::StateMachine"):
@@ -203,15 +214,13 @@ def build(
     return stack
 
 
-def _nested_state_machines(
-    template: dict[str, Any],
-    params: dict[str, Any],
-    asl: dict[str, dict[str, Any]],
-    role: str,
-    stack: LocalStack,
-) -> None:
+def _workflow_definitions(
+    template: dict[str, Any], params: dict[str, Any], asl: dict[str, dict[str, Any]]
+) -> dict[str, tuple[str, str]]:
+    """Workflow id -> (state machine name, definition) of the nested template's state machines."""
     resolver = Resolver(params={**PSEUDO, **params}, conditions=template.get("Conditions") or {})
-    for lid, res in (template.get("Resources") or {}).items():
+    out: dict[str, tuple[str, str]] = {}
+    for res in (template.get("Resources") or {}).values():
         if res["Type"] != "AWS::Serverless::StateMachine":
             continue
         props = resolver.resolve(res["Properties"])
@@ -222,8 +231,43 @@ def _nested_state_machines(
         text = json.dumps(definition)
         for key, value in (props.get("DefinitionSubstitutions") or {}).items():
             text = text.replace("${" + key + "}", str(value))
+        out[workflow_id] = (str(props["Name"]), text)
+    return out
+
+
+def _nested_state_machines(
+    template: dict[str, Any],
+    params: dict[str, Any],
+    asl: dict[str, dict[str, Any]],
+    role: str,
+    stack: LocalStack,
+) -> None:
+    stack.role, stack.workflow_params = role, dict(params)
+    for workflow_id, (name, text) in _workflow_definitions(template, params, asl).items():
         arn = client("stepfunctions").create_state_machine(
-            name=str(props["Name"]), definition=text, roleArn=role, type="STANDARD"
+            name=name, definition=text, roleArn=role, type="STANDARD"
         )["stateMachineArn"]
         stack.state_machines[workflow_id] = arn
-        _ = lid
+
+
+def redeploy_workflows(
+    stack: LocalStack, asl: dict[str, dict[str, Any]], nested: dict[str, Any]
+) -> dict[str, list[str]]:
+    """The workflows part of a `sam deploy`: a changed definition is published as a new version of its
+    state machine (AutoPublishAlias; runs in flight keep theirs), a new workflow gets a state machine, an
+    unchanged one is left alone, a removed one is retained. Returns the ids created and updated."""
+    sfn = client("stepfunctions")
+    created: list[str] = []
+    updated: list[str] = []
+    definitions = _workflow_definitions(nested, stack.workflow_params, asl)
+    for workflow_id, (name, text) in sorted(definitions.items()):
+        arn = stack.state_machines.get(workflow_id)
+        if arn is None:
+            stack.state_machines[workflow_id] = sfn.create_state_machine(
+                name=name, definition=text, roleArn=stack.role, type="STANDARD"
+            )["stateMachineArn"]
+            created.append(workflow_id)
+        elif sfn.describe_state_machine(stateMachineArn=arn)["definition"] != text:
+            sfn.update_state_machine(stateMachineArn=arn, definition=text, publish=True)
+            updated.append(workflow_id)
+    return {"created": created, "updated": updated}

@@ -22,6 +22,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from cairn.adapters import clock
+from cairn.adapters.contacts import Profile
 from cairn.bootstrap import Runtime
 from cairn.domain.erasure import is_stale
 from cairn.domain.identity import cid_for_anonymous, cid_for_user, identity_key
@@ -37,31 +38,40 @@ class Eraser:
     def erase(self, user_id: str) -> bool:
         """Erase the contact; False if there was nothing to erase.
 
-        Order matters for a retry after a crash: the erased marks and tombstones first (whatever arrives
-        next is dropped, the address stays suppressed), then identities, then runs are stopped, then
-        events, contact items and memberships are deleted. Every step is idempotent, so erasing again
-        finishes the job."""
+        Order matters, for writes racing the erase and for a retry after a crash: the contact's erased
+        mark first (from then on no write can create its profile again: every create is conditioned on
+        it), then its anonymous ids' marks and the tombstones (whatever arrives next is dropped, the
+        address stays suppressed), then identities; then the profile is deleted in one call that returns
+        it as it was, and whatever a write changed meanwhile (an identify setting another email) is
+        erased the same way; then runs are stopped, then events, contact items and memberships are
+        deleted. Every step is idempotent, so erasing again finishes the job."""
         cid = cid_for_user(self.rt.secret, user_id)
-        profile = self.rt.contacts.get(cid)
         now = clock.now()
-        cids = [cid]
-        identity_keys: list[str] = []
-        if profile is not None:
-            for anonymous_id in sorted(profile.anonymous_ids):
-                identity_keys.append(identity_key("anon", anonymous_id))
-                cids.append(cid_for_anonymous(self.rt.secret, anonymous_id))
-        for each in cids:
-            self.rt.identities.mark_erased(each, now=now)
-        if profile is not None:
-            for address in (profile.email, profile.phone):
-                if address:
-                    self.rt.identities.tombstone(address, now=now)
-            if profile.email:
-                identity_keys.append(identity_key("email", profile.email))
-        self.rt.identities.delete_keys(identity_keys, cid)
+        self.rt.identities.mark_erased(cid, now=now)
+        profile = self.rt.contacts.get(cid)
+        cids = [cid, *self._forget_identities(cid, profile, now)]
+        last = self.rt.contacts.delete_profile(cid)  # no write can change it after this
+        cids += [c for c in self._forget_identities(cid, last, now) if c not in cids]
         stopped, deleted = self._wipe(cids, now)
         logger.info("contact erased", cid=cid, items=deleted, runs_stopped=stopped)
-        return profile is not None or deleted > 0
+        return profile is not None or last is not None or deleted > 0
+
+    def _forget_identities(self, cid: str, profile: Profile | None, now: datetime) -> list[str]:
+        """Mark the profile's anonymous ids erased, tombstone its email and phone, delete its identities;
+        returns the anonymous contacts' ids."""
+        if profile is None:
+            return []
+        anonymous = [cid_for_anonymous(self.rt.secret, a) for a in sorted(profile.anonymous_ids)]
+        for each in anonymous:
+            self.rt.identities.mark_erased(each, now=now)
+        for address in (profile.email, profile.phone):
+            if address:
+                self.rt.identities.tombstone(address, now=now)
+        keys = [identity_key("anon", a) for a in sorted(profile.anonymous_ids)]
+        if profile.email:
+            keys.append(identity_key("email", profile.email))
+        self.rt.identities.delete_keys(keys, cid)
+        return anonymous
 
     def _wipe(self, cids: list[str], now: datetime) -> tuple[int, int]:
         """Stop the contacts' open runs, then delete their events, contact items and memberships:

@@ -34,6 +34,7 @@ from cairn.adapters.events import NewEvent
 from cairn.adapters.tables import MessageItem
 from cairn.bootstrap import Runtime
 from cairn.services import stats
+from cairn.services.runs import variant_of_run
 from cairn.services.send import cid_of_message, message_properties
 
 logger = Logger(child=True)
@@ -214,16 +215,21 @@ class Feedback:
                 message.workflow_id,
                 message.version,
                 message.step_id,
-                None,
+                self._variant_of(message),
                 report.entry,
                 cid=cid,
                 at=report.at,
+                once=message.message_id,  # a report delivered twice at once passes the history check twice
             )
         if report.suppression:
             self._suppress(profile, message, report.suppression, report.at)
         if report.event:
             self._record_event(profile, message, report)
         return True
+
+    def _variant_of(self, message: MessageItem) -> str | None:
+        """The variant of the run that sent the message: a split's opens and clicks count per variant."""
+        return variant_of_run(self.rt, message.cid, message.workflow_id, int(message.run))
 
     def _suppress(self, profile: Profile, message: MessageItem, suppression: str, at: datetime) -> None:
         if suppression == "sms-opted-out":

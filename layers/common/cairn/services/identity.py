@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger
 
 from cairn.adapters import clock
 from cairn.adapters.contacts import (
+    ContactErased,
     IdentityChange,
     IdentityConflict,
     Profile,
@@ -28,7 +29,6 @@ from cairn.bootstrap import Runtime
 from cairn.domain import erasure
 from cairn.domain.errors import Conflict, FieldProblem
 from cairn.domain.identity import cid_for_anonymous, cid_for_user, identity_key
-from cairn.domain.traits import split_traits
 
 logger = Logger(child=True)
 ATTEMPTS = 12
@@ -76,12 +76,14 @@ class Identities:
 
     # -- writing a contact ----------------------------------------------------------------------
     def apply(self, change: ContactChange, *, policy: Policy | None = None) -> Profile:
-        """Write `change` to the contact with its identities, retrying from a fresh read on a race."""
+        """Write `change` to the contact with its identities, retrying from a fresh read on a race.
+
+        A write that would create a contact erased less than erasure.GRACE ago is refused (409): the
+        create itself is conditioned on the erase mark (ContactStore.update), so it cannot slip in
+        between a check and the write."""
         cid = self.cid(change.user_id)
         for attempt in range(ATTEMPTS):
             basis = self.rt.contacts.get(cid)
-            if basis is None:
-                self._refuse_if_recently_erased(cid)
             if policy is not None:
                 policy(basis, change)
             update, identities = self._plan(basis, change)
@@ -91,6 +93,8 @@ class Identities:
                 )
             except ProfileChanged:
                 _backoff(attempt)
+            except ContactErased:
+                raise recently_erased() from None
             except IdentityConflict as exc:
                 raise Conflict(
                     f"this {exc.kind} belongs to another contact",
@@ -98,18 +102,9 @@ class Identities:
                 ) from None
         raise Conflict("the contact changed concurrently too often; retry the request")
 
-    def _refuse_if_recently_erased(self, cid: str) -> None:
-        """409 for a write that would create an erased contact again within erasure.GRACE (one GetItem,
-        only when the contact does not exist): it raced the erase, or comes from a browser still sending
-        for a user who asked to be forgotten."""
-        if erasure.recently_erased(self.rt.identities.erased_at(cid), clock.now()):
-            minutes = int(erasure.GRACE.total_seconds() // 60)
-            raise Conflict(
-                f"this contact was erased less than {minutes} minutes ago",
-                [FieldProblem("userId", f"erased less than {minutes} minutes ago; send it again later")],
-            )
-
     def _plan(self, basis: Profile | None, change: ContactChange) -> tuple[ProfileUpdate, IdentityChange]:
+        from cairn.domain.traits import split_traits  # with email and phone validation: not track's
+
         now = clock.now()
         fields, attrs = split_traits(change.traits)
         # Unchanged fields are not written: no condition on them, no identity to claim.
@@ -170,6 +165,8 @@ class Identities:
                 break
             except ProfileChanged:
                 _backoff(attempt)
+            except ContactErased:  # the user was erased since the identify wrote: nothing to merge into
+                raise recently_erased() from None
         moved = self.rt.events.move(anon_cid, user_cid, source="merge")
         self.rt.contacts.delete_profile(anon_cid)
         forget_memberships(self.rt, anon_cid, now)  # its memberships (and member counts) go with it
@@ -204,22 +201,28 @@ class Identities:
         return True
 
 
+def recently_erased() -> Conflict:
+    """409 for a write that would create an erased contact again within erasure.GRACE."""
+    minutes = int(erasure.GRACE.total_seconds() // 60)
+    return Conflict(
+        f"this contact was erased less than {minutes} minutes ago",
+        [FieldProblem("userId", f"erased less than {minutes} minutes ago; send it again later")],
+    )
+
+
 def _backoff(attempt: int) -> None:
     """A short, jittered pause before retrying a write that lost a race."""
     time.sleep(random.uniform(0, 0.002 * (2 ** min(attempt, 6))))
 
 
 def forget_memberships(rt: Runtime, cid: str, now: datetime) -> int:
-    """Forget the contact's segment memberships (returns how many items went), again from a fresh read
-    when a concurrent writer won (the stream evaluating the contact, or another identify finishing the
-    same merge): forgetting is idempotent, and each of its conditional writes may lose a race. Still
-    losing after ATTEMPTS: 409 (a merge, left `merging`, is finished by the next identify; an erase is
-    finished by erasing again)."""
+    """Forget the contact's segment memberships (returns how many items went). The store reads a
+    membership again when a concurrent writer won (the stream evaluating the contact, or another identify
+    finishing the same merge); still losing after its attempts: 409 (a merge, left `merging`, is finished
+    by the next identify; an erase is finished by erasing again)."""
     from cairn.adapters.segments import Conflict as SegmentsChanged  # loaded only when needed
 
-    for attempt in range(ATTEMPTS):
-        try:
-            return rt.segments.forget(cid, now)
-        except SegmentsChanged:
-            _backoff(attempt)
-    raise Conflict("the contact changed concurrently too often; retry the request")
+    try:
+        return rt.segments.forget(cid, now)
+    except SegmentsChanged:
+        raise Conflict("the contact changed concurrently too often; retry the request") from None

@@ -29,7 +29,6 @@ from cairn.domain.errors import (
 from cairn.domain.identity import cid_for_anonymous, cid_for_user, user_id_hash_ok
 from cairn.domain.keys import ApiKey
 from cairn.domain.profiling import next_fields
-from cairn.domain.traits import CHANNELS, clean_traits
 from cairn.services.identity import ConsentChange, ContactChange, Identities
 
 logger = Logger(child=True)
@@ -172,6 +171,8 @@ class Intake:
 
     # -- identify -------------------------------------------------------------------------------
     def identify(self, key: ApiKey, cmd: Identify) -> Profile:
+        from cairn.domain.traits import clean_traits  # email and phone validation: not on track's path
+
         traits = clean_traits(cmd.traits)
         self.check_user_id_hash(key, cmd.user_id, cmd.user_id_hash)
         confirm: list[str] = []
@@ -200,6 +201,8 @@ class Intake:
     def _consent_for(self, key: ApiKey, asked: Mapping[str, ConsentChange]) -> dict[str, ConsentChange]:
         """What consent a caller may set: a write key may unsubscribe, may ask for email (always double
         opt-in: it becomes `pending`), and may not subscribe anyone to SMS."""
+        from cairn.domain.traits import CHANNELS
+
         out: dict[str, ConsentChange] = {}
         for channel, change in asked.items():
             if channel not in CHANNELS:
@@ -247,6 +250,7 @@ class Intake:
     def import_contacts(self, items: Sequence[ImportContact], workers: int = 8) -> list[Profile | CairnError]:
         """Write contacts as given (consent as stated by the importer, suppression, tags) straight to their
         profiles: no events, so no trigger fires; each profile is stamped `importedAt`."""
+        from cairn.domain.traits import clean_traits
 
         def one(item: ImportContact) -> Profile | CairnError:
             try:

@@ -17,6 +17,7 @@ from cairn.domain import durations, policies, rules, timing
 from cairn.domain.rules import EventRecord
 from cairn.domain.workflows import DateTrigger, EventTrigger, SegmentTrigger, Workflow, awaited_matches
 from cairn.services import stats
+from cairn.services.runs import variant_of_run
 from cairn.services.views import attributes_of, contact_view
 from cairn.services.workflows import Entry, Workflows
 
@@ -50,11 +51,14 @@ class Reactor:
         now = clock.now()
         self.rt.contacts.ensure(event.cid, now=now, user_id=event.user_id)
         profile = self.rt.contacts.get(event.cid)
-        assert profile is not None
+        if profile is None:  # erased meanwhile: ensure creates none (cairn.services.erase)
+            return
         # Segment membership first: its segment_entered events start workflows (through the stream).
         self.rt.segments.on_event(profile, event.name, event.timestamp, now)
         still_open = self.check_open_runs(profile, now, new_event=event.record)
         self.resume_waits(still_open, event)
+        if event.name == "unsubscribed":
+            self.count_unsubscribe(event)
         for wf in self.rt.site.workflows_triggered_by(event.name):
             self.maybe_enroll(wf, profile, event, now)
 
@@ -74,13 +78,13 @@ class Reactor:
         """End the runs whose goal or exit now holds; returns the runs still open."""
         still_open: list[Enrollment] = []
         for enrollment in self.rt.enrollments.active(profile.cid):
-            wf = self.rt.site.workflows.get(enrollment.workflow_id)
-            if wf is None or enrollment.entered_at is None:
+            policy = self._policy_of(enrollment)
+            if policy is None or enrollment.entered_at is None:
                 still_open.append(enrollment)
                 continue
-            goal = wf.policy["goal"]
-            window = durations.parse_duration(wf.goal.within) if wf.goal else None
-            needs_history = goal is not None or _needs_events(wf.exit_when)
+            goal, exit_when = policy.get("goal"), policy.get("exitWhen")
+            window = durations.parse_duration(goal["within"]) if goal else None
+            needs_history = goal is not None or _needs_events(exit_when)
             view = contact_view(
                 profile,
                 now=now,
@@ -91,11 +95,19 @@ class Reactor:
             )
             if goal is not None and policies.goal_met(goal, view, enrollment.entered_at):
                 self.end_run(enrollment, "converted", "goal", now)
-            elif policies.exit_holds(wf.exit_when, view):
+            elif policies.exit_holds(exit_when, view):
                 self.end_run(enrollment, "exited", "exit_when", now)
             else:
                 still_open.append(enrollment)
         return still_open
+
+    def _policy_of(self, enrollment: Enrollment) -> dict[str, Any] | None:
+        """The goal and exit rule of the version the run entered with (a run finishes on its own version);
+        runs begun before enrollments carried them fall back to the current definition."""
+        if enrollment.policy is not None:
+            return enrollment.policy
+        wf = self.rt.site.workflows.get(enrollment.workflow_id)
+        return wf.policy if wf is not None else None
 
     def end_run(self, enrollment: Enrollment, status: str, reason: str, now: datetime) -> None:
         """Close the run, then wake its waiting step so the execution ends in its Converted/Exited state."""
@@ -126,6 +138,28 @@ class Reactor:
             self.rt.enrollments.unpark(
                 enrollment.cid, enrollment.workflow_id, enrollment.run, enrollment.token
             )
+
+    # -- statistics -------------------------------------------------------------------------------
+    def count_unsubscribe(self, event: IncomingEvent) -> None:
+        """An unsubscribe through a workflow email's link counts at that message's step (and variant), once
+        per message whatever the redeliveries, and only where it took the contact off email (a second link
+        clicked later changes nothing). `unsubscribed` is reserved: only Cairn records it."""
+        message_id = event.properties.get("messageId")
+        if not message_id or event.properties.get("changed") is not True:
+            return
+        message = self.rt.messages.get(event.cid, str(message_id))
+        if message is None or message.workflow_id == "cairn":  # the double opt-in email
+            return
+        stats.record_message(
+            message.workflow_id,
+            message.version,
+            message.step_id,
+            variant_of_run(self.rt, event.cid, message.workflow_id, int(message.run)),
+            "unsubscribed",
+            cid=event.cid,
+            at=event.timestamp,
+            once=message.message_id,
+        )
 
     # -- enrollment ---------------------------------------------------------------------------
     def maybe_enroll(self, wf: Workflow, profile: Profile, event: IncomingEvent, now: datetime) -> None:

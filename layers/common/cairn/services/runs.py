@@ -51,6 +51,16 @@ def open_enrollment(rt: Runtime, ref: RunRef) -> Enrollment:
     return enrollment
 
 
+def variant_of_run(rt: Runtime, cid: str, workflow_id: str, run: int) -> str | None:
+    """The split variant of a run, for what happens after its message left (opens, clicks, unsubscribes):
+    one read of the enrollment, used when it is still that run; None when the run had none, or the contact
+    has moved on to a later run since (the enrollment item keeps the current run only)."""
+    enrollment = rt.enrollments.get(cid, workflow_id)
+    if enrollment is None or enrollment.run != run:
+        return None
+    return enrollment.variant
+
+
 def live_view(
     rt: Runtime, profile: Profile, ref: RunRef, now: datetime, policy: dict[str, Any], *more: Any
 ) -> ContactView:

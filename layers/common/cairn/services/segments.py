@@ -136,12 +136,22 @@ class Segments:
         now: datetime | None = None,
     ) -> Outcome:
         """A change to the contact's profile (the stream's old and new images): the segments that read
-        what changed. A new contact (no old image), or no images at all: every segment."""
+        what changed. A new contact (no old image), or no images at all: every segment.
+
+        A change written by an import (`POST /v1/contacts/import` fires no triggers) sets membership
+        quietly: no `segment_entered`/`segment_exited` event, so no segment-triggered workflow starts;
+        the contact's next live change emits as usual."""
+        if new and set(new) <= {"cid", "sk"}:
+            # The bare keys: no profile write (each sets updatedAt) but moto's UpdateItem of a new item,
+            # which records them first and then the write itself, evaluated with its own record.
+            return Outcome()
         change = profile_change(old, new)
         segments = self.catalog.affected(change)
         if not segments:
             return Outcome()
-        return self.reconcile(profile.cid, segments, now=now or clock.now(), profile=profile)
+        return self.reconcile(
+            profile.cid, segments, now=now or clock.now(), profile=profile, emit=not imported(old, new)
+        )
 
     # -- evaluation -----------------------------------------------------------------------------
     def reconcile(
@@ -681,6 +691,15 @@ def profile_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None)
         channels=frozenset(channels),
         lists=frozenset(lists),
     )
+
+
+def imported(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """True if this profile write was an import's: the import stamps `importedAt` with the write's own
+    `updatedAt` (ContactStore.update), which no other write touches. A write that leaves `updatedAt` as
+    it was (two writes in one instant of a frozen clock) is taken as live: then it emits."""
+    if not new or not new.get("importedAt") or new.get("importedAt") != new.get("updatedAt"):
+        return False
+    return not old or old.get("updatedAt") != new.get("updatedAt")
 
 
 def _status(entry: Any) -> Any:

@@ -157,12 +157,17 @@ class Sender:
         step = payload["step"]
         channel, template = step["channel"], step["template"]
         enrollment = open_enrollment(self.rt, ref)
+        self.workflows.end_if_retired(ref.cid, ref.workflow_id, ref.run)
         variant = enrollment.variant
-        profile = self.rt.contacts.get(ref.cid)
-        if profile is None:
-            raise ContactExited("the contact no longer exists")
-        now = clock.now()
-        check_policy(live_view(self.rt, profile, ref, now, payload["policy"]), ref, payload["policy"])
+        try:
+            profile = self.rt.contacts.get(ref.cid)
+            if profile is None:
+                raise ContactExited("the contact no longer exists")
+            now = clock.now()
+            check_policy(live_view(self.rt, profile, ref, now, payload["policy"]), ref, payload["policy"])
+        except ContactExited:  # the run leaves at this send step: its funnel shows it (once per run)
+            stats.record_exit(ref.workflow_id, ref.version, step["id"], variant, cid=ref.cid, run=ref.run)
+            raise
 
         kind = self.kind_of(channel, template)
         message_id = message_id_for(ref.cid, ref.workflow_id, str(ref.run), step["id"])
@@ -589,6 +594,8 @@ class Confirmations:
         if status != "pending":
             raise Conflict("this subscription is no longer waiting for confirmation")
         profile = self.rt.contacts.set_consent(cid, channel, "subscribed", "double-opt-in", now=now)
+        if profile is None:  # erased meanwhile: set_consent creates no profile
+            raise NotFound("this subscription no longer exists")
         if profile.suppression in ("bounced", "complained"):
             self.rt.contacts.set_suppression(cid, None, now=now)
         if profile.email:

@@ -12,12 +12,14 @@ what the `from`/`to` filters of the API read.
     record_step(workflow_id, version, step_id, variant, outcome)
         outcome: entered | completed | exited | failed | waiting+ | waiting-, or in one update
                  passed (entered+completed) | stopped (entered+exited) | broke (entered+failed)
+    record_exit(workflow_id, version, step_id, variant, cid=..., run=...)  a run left at a step (once)
     record_wait(workflow_id, version, step_id, variant, seconds=...)     a run parked at a wait
     record_wait_ended(workflow_id, version, step_id, variant, until=..., how=event|converted|exited)
     record_message(workflow_id, version, step_id, variant, status, reason=None, cid=...)
         status: sent | delivered | opened | clicked | bounced | complained | unsubscribed | failed | held |
                 skipped (with reason) | skipped:<reason>;  opened/clicked need the contact's `cid`;
-                sent, failed and skipped also count the step entered and passed (same update)
+                sent, failed and skipped also count the step entered and passed (same update);
+                once=<message id>: that status counts once per message (feedback redeliveries)
     record_conversion(workflow_id, version, variant, entered_at, converted_at, cid=...)
     record_ended(workflow_id, version, variant, outcome)       completed | exited | failed (not converted)
 
@@ -218,6 +220,39 @@ class Recorder:
         if outcome in ("failed", "broke"):
             emit(workflow_id, "StepFailed")
 
+    def record_exit(
+        self,
+        workflow_id: str,
+        version: str | None,
+        step_id: str,
+        variant: str | None,
+        *,
+        cid: str,
+        run: int,
+        at: datetime | None = None,
+    ) -> bool:
+        """The run ended at step `step_id` by leaving the workflow there: an `exit` step, or the exit rule
+        (or the contact's erasure) found holding when the step began. The step's entry and exit in one
+        update, once per run and step (a marker first: a retried task counts nothing twice). The run's own end
+        is recorded by `record_ended` where the run closes. Returns whether it counted."""
+        when = at or clock.now()
+        try:
+            first = self.store.once("x", workflow_id, version or "", step_id, cid, str(run), now=when)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("statistics not recorded", workflow=workflow_id, error=type(exc).__name__)
+            return False
+        if not first:
+            return False
+        return self._add(
+            "step exit",
+            workflow_id,
+            version,
+            when,
+            step_id=step_id,
+            variant=variant,
+            counts=STEP_OUTCOMES["stopped"],
+        )
+
     def record_wait(
         self,
         workflow_id: str,
@@ -278,12 +313,23 @@ class Recorder:
         *,
         cid: str | None = None,
         at: datetime | None = None,
+        once: str | None = None,
     ) -> bool:
         """What became of a message step's message. Its final outcome in the send function (`sent`,
         `failed`, `skipped`) also counts the run entering and passing the step, in the same single update;
-        `held` is an outcome on the way. Returns whether it was counted (False for a repeated open or click
-        of the same contact, or a write that failed)."""
+        `held` is an outcome on the way. `once` (a message id): count this status once for that message
+        whatever the redeliveries (a marker first; the feedback function's reports). Returns whether it was
+        counted (False for a repeated open or click of the same contact, a repeated `once`, or a write that
+        failed)."""
         when = at or clock.now()
+        if once is not None and status not in UNIQUE_PER_CONTACT:
+            try:
+                first = self.store.once("r", workflow_id, version or "", step_id, status, once, now=when)
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("statistics not recorded", workflow=workflow_id, error=type(exc).__name__)
+                return False
+            if not first:
+                return False
         if status.startswith(SKIPPED_PREFIX):
             status, reason = "skipped", status[len(SKIPPED_PREFIX) :]
         if status == "skipped":
@@ -457,8 +503,24 @@ def record_message(  # noqa: PLR0917 (the recording API's contract is positional
     *,
     cid: str | None = None,
     at: datetime | None = None,
+    once: str | None = None,
 ) -> bool:
-    return recorder().record_message(workflow_id, version, step_id, variant, status, reason, cid=cid, at=at)
+    return recorder().record_message(
+        workflow_id, version, step_id, variant, status, reason, cid=cid, at=at, once=once
+    )
+
+
+def record_exit(
+    workflow_id: str,
+    version: str | None,
+    step_id: str,
+    variant: str | None,
+    *,
+    cid: str,
+    run: int,
+    at: datetime | None = None,
+) -> bool:
+    return recorder().record_exit(workflow_id, version, step_id, variant, cid=cid, run=run, at=at)
 
 
 def record_conversion(

@@ -66,6 +66,7 @@ class Steps:
             "enroll": self.enroll,
             "finish": self.finish,
             "date_triggers": self.date_triggers,
+            "hourly": self.hourly,
         }.get(str(action))
         if handler is None:
             raise ValueError(f"unknown step action {action!r}")
@@ -76,12 +77,20 @@ class Steps:
         """The run is open, the contact exists, the goal and exit rule do not hold (else: the typed end)."""
         ref = RunRef.from_payload(payload)
         enrollment = open_enrollment(self.rt, ref)
-        profile = self.rt.contacts.get(ref.cid)
-        if profile is None:
-            raise ContactExited("the contact no longer exists")
-        now = clock.now()
-        view = live_view(self.rt, profile, ref, now, payload["policy"], *more_rules)
-        check_policy(view, ref, payload["policy"])
+        self.workflows.end_if_retired(ref.cid, ref.workflow_id, ref.run)
+        try:
+            profile = self.rt.contacts.get(ref.cid)
+            if profile is None:
+                raise ContactExited("the contact no longer exists")
+            now = clock.now()
+            view = live_view(self.rt, profile, ref, now, payload["policy"], *more_rules)
+            check_policy(view, ref, payload["policy"])
+        except ContactExited:  # the run leaves here: the step's funnel shows it (once per run and step)
+            step_id = str(payload["step"]["id"]).split(": ")[0]
+            stats.record_exit(
+                ref.workflow_id, ref.version, step_id, enrollment.variant, cid=ref.cid, run=ref.run
+            )
+            raise
         return _Run(ref, enrollment, profile, now, view)
 
     def _park(
@@ -343,6 +352,16 @@ class Steps:
         if before is None:
             return {"outcome": outcome}
         record_run_end(ref.workflow_id, before, outcome, now)
+        if payload["step"].get("stepId"):  # an `exit` step: the run left the workflow there
+            stats.record_exit(
+                ref.workflow_id,
+                before.version,
+                payload["step"]["stepId"],
+                before.variant,
+                cid=ref.cid,
+                run=ref.run,
+                at=now,
+            )
         if outcome in ("converted", "exited"):
             record_run_event(
                 self.rt,
@@ -360,6 +379,11 @@ class Steps:
         return {"outcome": outcome}
 
     # -- yearly dates (EventBridge Scheduler, hourly) ---------------------------------------------
+    def hourly(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The hourly schedule: end what `stop` retirements left open, then enter the yearly dates due."""
+        swept = self.workflows.sweep_retired(budget=SWEEP_BUDGET)
+        return {**self.date_triggers(payload), "retiredRunsEnded": swept}
+
     def date_triggers(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Enter every contact whose yearly date (birthday, anniversary) comes due in the past hour, at its
         `at` time in the contact's own zone. Reads only the index entries of the days concerned; a repeated
@@ -400,6 +424,11 @@ class Steps:
             # The runs stay `starting` under their names: the scheduler's retry of this hour starts them.
             raise TransientError(f"{throttled} starts throttled; the hour is retried")
         return {"entered": entered, "window": [start.isoformat(), end.isoformat()]}
+
+
+# Real seconds of each hourly run spent ending runs of workflows retired with `stop` (the function's timeout
+# is 30 s; the yearly dates come after).
+SWEEP_BUDGET = 10.0
 
 
 def _instant(text: Any) -> datetime | None:

@@ -56,6 +56,7 @@ class Unsubscriber:
         """Unsubscribe the link's contact from email (idempotent); nothing for an erased contact."""
         link = self.verify(token)
         now = clock.now()
+        changed = False  # this link took the contact off email (not one already unsubscribed)
         for _ in range(8):
             basis = self.rt.contacts.get(link.cid)
             if basis is None:
@@ -67,6 +68,7 @@ class Unsubscriber:
                 self.rt.contacts.update(
                     link.cid, ProfileUpdate(consent={"email": entry}), now=now, basis=basis
                 )
+                changed = True
                 break
             except ProfileChanged:
                 continue
@@ -77,7 +79,12 @@ class Unsubscriber:
                 name="unsubscribed",
                 timestamp=now,
                 received_at=now,
-                properties={"channel": "email", "messageId": link.message_id or "", "source": source},
+                properties={
+                    "channel": "email",
+                    "messageId": link.message_id or "",
+                    "source": source,
+                    "changed": changed,  # what the statistics count: the message that lost the contact
+                },
                 source="cairn",
             )
         )

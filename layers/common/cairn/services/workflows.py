@@ -10,6 +10,7 @@ same execution again instead of a second one.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -31,7 +32,7 @@ from cairn.adapters.journeys import (
 )
 from cairn.bootstrap import Runtime
 from cairn.domain import durations, rules
-from cairn.domain.errors import Conflict, NotFound, TransientError, ValidationFailed
+from cairn.domain.errors import Conflict, ContactExited, NotFound, TransientError, ValidationFailed
 from cairn.domain.workflows import ReentryAfter, Workflow
 from cairn.services import stats
 from cairn.services.runs import consent_defaults, record_run_event
@@ -43,6 +44,9 @@ logger = Logger(child=True)
 # clock port's seconds, so local mode's virtual clock ages the cache too).
 STATE_TTL = 10.0
 STATUSES = ("active", "paused", "draining", "retired")
+# Real seconds one call spends ending runs of a workflow retired with `stop` (the HTTP API answers within
+# 30 s); what is left ends at its next task and is swept up by the hourly job.
+STOP_BUDGET = 20.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class Workflows:
             reentry=reentry,
             reentry_after_cutoff=cutoff,
             distinct_trigger=entry.distinct,
+            policy=wf.policy,
         )
         if enrollment is None:
             return None
@@ -268,26 +273,62 @@ class Workflows:
         status = "draining" if mode == "drain" else "retired"
         self.store.set_status(workflow_id, status, now=now, move_to=move_to)
         self._forget(workflow_id)
-        stopped = 0
+        stopped, more = 0, False
         if mode == "stop":
-            stopped = self.stop_runs(workflow_id, move_to, now)
+            stopped, more = self.stop_runs(workflow_id, move_to, now, budget=STOP_BUDGET)
         out = self.describe(workflow_id)
         out["stopped"] = stopped
+        if mode == "stop":
+            out["stopping"] = more  # runs left: they end at their next task, and the hourly sweep ends them
         return out
 
-    def stop_runs(self, workflow_id: str, move_to: str | None, now: datetime) -> int:
-        """End every open run of the workflow as exited (a waiting step is woken to its Exited state; a
-        running one stops at its next task), and move each contact on."""
+    def stop_runs(
+        self, workflow_id: str, move_to: str | None, now: datetime, *, budget: float
+    ) -> tuple[int, bool]:
+        """End the open runs of the workflow as exited (a waiting step is woken to its Exited state; a
+        running one stops at its next task), and move each contact on; for at most `budget` real seconds.
+        Returns how many ended and whether runs may be left (the budget ran out first)."""
         arn = self.rt.config.state_machine_arn(workflow_id)
+        deadline = time.monotonic() + budget
         stopped = 0
         for name in running_executions(arn):
+            if time.monotonic() > deadline:
+                return stopped, True
             cid, _, run = name.rpartition("-")
             if not run.isdigit():
                 continue
             if self.end_run(cid, workflow_id, int(run), status="exited", reason="retired", now=now):
                 stopped += 1
-            if move_to is not None:
-                self.move_on(cid, workflow_id, int(run), move_to)
+                if move_to is not None:
+                    self.move_on(cid, workflow_id, int(run), move_to)
+        return stopped, False
+
+    def end_if_retired(self, cid: str, workflow_id: str, run: int) -> None:
+        """Before every task: a run of a workflow retired with `stop` ends here as exited (and moves on),
+        whether or not the retire call reached it; the run's execution ends in its Exited state."""
+        state = self.state(workflow_id)
+        if state.status != "retired":
+            return
+        ended = self.end_run(cid, workflow_id, run, status="exited", reason="retired", now=clock.now())
+        if ended and state.move_to is not None:
+            self.move_on(cid, workflow_id, run, state.move_to)
+        raise ContactExited("the workflow was retired")
+
+    def sweep_retired(self, *, budget: float) -> int:
+        """The hourly sweep: end the runs a `stop` retirement left open (its call ran out of time, or a run
+        was starting while it listed them). Returns how many ended."""
+        deadline = time.monotonic() + budget
+        stopped = 0
+        for state in self.store.all():
+            left = deadline - time.monotonic()
+            if state.status != "retired" or left <= 0:
+                continue
+            if not self._has_open_runs(state.workflow_id):
+                continue
+            ended, _ = self.stop_runs(state.workflow_id, state.move_to, clock.now(), budget=left)
+            stopped += ended
+        if stopped:
+            logger.info("retired runs swept", stopped=stopped)
         return stopped
 
     def end_run(

@@ -7,7 +7,7 @@ filter on the time things happened (entries, sends, conversions), kept as daily 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -17,7 +17,13 @@ from cairn.api.gate import Access
 from cairn.api.responses import errors, json_response
 from cairn.domain.errors import FieldProblem, NotFound, ValidationFailed
 from cairn.services.intake import Intake
-from cairn.services.stats import ATTRIBUTION_LIMIT, StatsReader
+
+if TYPE_CHECKING:
+    from cairn.services.stats import StatsReader
+
+# The most recent conversions one attribution request reads (the API's bound; the statistics modules
+# load with the first statistics request, not on the trigger function's cold start).
+ATTRIBUTION_LIMIT = 1000
 
 WorkflowId = Annotated[str, Path(alias="workflowId", min_length=1, max_length=64)]
 Day = Annotated[
@@ -60,7 +66,14 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
     gate = auth.gate
     gate.declare("GET", "/v1/workflows/<workflowId>/stats", Access.SECRET)
     gate.declare("GET", "/v1/workflows/<workflowId>/attribution", Access.SECRET)
-    reader = StatsReader()
+    loaded: list[StatsReader] = []
+
+    def reader() -> StatsReader:
+        if not loaded:
+            from cairn.services.stats import StatsReader
+
+            loaded.append(StatsReader())
+        return loaded[0]
 
     @app.get(
         "/v1/workflows/<workflowId>/stats",
@@ -77,7 +90,7 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
         auth.secret()
         since, until = _range(from_, to)
         workflow = intake.rt.site.workflows.get(workflow_id)
-        body = reader.workflow_stats(workflow_id, workflow, version=version, since=since, until=until)
+        body = reader().workflow_stats(workflow_id, workflow, version=version, since=since, until=until)
         if body is None:
             raise NotFound("no workflow with that id")
         return json_response(200, body)
@@ -97,7 +110,7 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
         auth.secret()
         since, until = _range(from_, to)
         workflow = intake.rt.site.workflows.get(workflow_id)
-        body = reader.attribution(workflow_id, workflow, since=since, until=until, limit=limit)
+        body = reader().attribution(workflow_id, workflow, since=since, until=until, limit=limit)
         if body is None:
             raise NotFound("no workflow with that id")
         return json_response(200, body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -12,7 +12,9 @@ from cairn.api.auth import Auth
 from cairn.api.gate import Access
 from cairn.api.responses import errors, json_response
 from cairn.services.intake import Intake
-from cairn.services.workflows import Workflows
+
+if TYPE_CHECKING:
+    from cairn.services.workflows import Workflows
 
 WorkflowId = Annotated[str, Path(alias="workflowId", min_length=1, max_length=64)]
 
@@ -48,10 +50,16 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
     ):
         auth.gate.declare(method, rule, Access.SECRET)
 
-    workflows = Workflows(intake.rt)
+    loaded: list[Workflows] = []
 
     def service() -> Workflows:
-        return workflows
+        """The workflows service, loaded with the first workflow request: the workflow language and its
+        rules are not imported on the trigger function's cold start (a track never needs them)."""
+        if not loaded:
+            from cairn.services.workflows import Workflows
+
+            loaded.append(Workflows(intake.rt))
+        return loaded[0]
 
     @app.get("/v1/workflows", responses=errors(), tags=["workflows"], summary="Every workflow")
     def list_workflows() -> Response[str]:
