@@ -106,8 +106,10 @@ def unthrottled(trigger: ModuleType) -> None:
     trigger.app.gate.limits = lambda: limits
 
 
-def calls_per_track(requests: int = 200) -> dict[str, float]:
-    """Calls per `track` with the key cache warm (after one request), in moto."""
+@contextmanager
+def warm_trigger() -> Iterator[tuple[ModuleType, Context, str, CallCounter]]:
+    """In moto: the tables `track` writes, a write key, and the trigger handler loaded under a call counter
+    and warmed by one `track` (the cold start's key lookup); yields them with the counter emptied."""
     os.environ.update(ENV)
     from moto import mock_aws
 
@@ -115,7 +117,8 @@ def calls_per_track(requests: int = 200) -> dict[str, float]:
         from cairn.adapters import aws, tables
 
         aws.reset()
-        for model in (tables.ContactItem, tables.EventItem, tables.IdentityItem, tables.KeyItem):
+        models = (tables.ContactItem, tables.EventItem, tables.IdentityItem, tables.KeyItem)
+        for model in models:
             model._connection = None
             if not model.exists():
                 model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
@@ -125,71 +128,53 @@ def calls_per_track(requests: int = 200) -> dict[str, float]:
         key = KeyStore.create(KeyKind.WRITE, "bench")
         counter = CallCounter()
         with counter.installed():
-            for model in (tables.ContactItem, tables.EventItem, tables.IdentityItem, tables.KeyItem):
+            for model in models:
                 model._connection = None  # new clients, created under the counter
-            trigger = load_handler("trigger")
-            unthrottled(trigger)
-            context = Context()
-            event = http_event("/v1/track", {"userId": "warm", "event": "page_viewed"}, key)
-            trigger.handler(event, context)  # the cold start's key lookup
-            counter.calls.clear()
-            for i in range(requests):
-                body = {"userId": f"user-{i % 20}", "event": "page_viewed", "messageId": f"bench-{i}"}
-                response = trigger.handler(http_event("/v1/track", body, key), context)
-                assert response["statusCode"] == 202, response
-        total = sum(counter.calls.values())
-        return {
-            "requests": requests,
-            "calls": total,
-            "per_track": total / requests,
-            **{f"calls[{name}]": n / requests for name, n in counter.calls.items()},
-        }
-
-
-def calls_per_batch(items: int = 500, rounds: int = 3) -> dict[str, float]:
-    """Calls per `/v1/batch` of `items` track calls (key cache warm), in moto: one conditional PutItem
-    per event, as for `track`."""
-    os.environ.update(ENV)
-    from moto import mock_aws
-
-    with mock_aws():
-        from cairn.adapters import aws, tables
-
-        aws.reset()
-        for model in (tables.ContactItem, tables.EventItem, tables.IdentityItem, tables.KeyItem):
-            model._connection = None
-            if not model.exists():
-                model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
-        from cairn.adapters.keys import KeyStore
-        from cairn.domain.keys import KeyKind
-
-        key = KeyStore.create(KeyKind.WRITE, "bench")
-        counter = CallCounter()
-        with counter.installed():
-            for model in (tables.ContactItem, tables.EventItem, tables.IdentityItem, tables.KeyItem):
-                model._connection = None
             trigger = load_handler("trigger")
             unthrottled(trigger)
             context = Context()
             trigger.handler(http_event("/v1/track", {"userId": "warm", "event": "page_viewed"}, key), context)
             counter.calls.clear()
-            for r in range(rounds):
-                batch = [
-                    {
-                        "type": "track",
-                        "userId": f"user-{i % 50}",
-                        "event": "page_viewed",
-                        "messageId": f"b{r}-{i}",
-                    }
-                    for i in range(items)
-                ]
-                response = trigger.handler(http_event("/v1/batch", {"batch": batch}, key), context)
-                assert response["statusCode"] == 200, response
-                assert '"status":202' in response["body"]
-        total = sum(counter.calls.values())
-        return {
-            "items": items,
-            "rounds": rounds,
-            "per_batch": total / rounds,
-            **{f"calls[{name}]": n / rounds for name, n in counter.calls.items()},
-        }
+            yield trigger, context, key, counter
+
+
+def calls_per_track(requests: int = 200) -> dict[str, float]:
+    """Calls per `track` with the key cache warm (after one request), in moto."""
+    with warm_trigger() as (trigger, context, key, counter):
+        for i in range(requests):
+            body = {"userId": f"user-{i % 20}", "event": "page_viewed", "messageId": f"bench-{i}"}
+            response = trigger.handler(http_event("/v1/track", body, key), context)
+            assert response["statusCode"] == 202, response
+    total = sum(counter.calls.values())
+    return {
+        "requests": requests,
+        "calls": total,
+        "per_track": total / requests,
+        **{f"calls[{name}]": n / requests for name, n in counter.calls.items()},
+    }
+
+
+def calls_per_batch(items: int = 500, rounds: int = 3) -> dict[str, float]:
+    """Calls per `/v1/batch` of `items` track calls (key cache warm), in moto: one conditional PutItem
+    per event, as for `track`."""
+    with warm_trigger() as (trigger, context, key, counter):
+        for r in range(rounds):
+            batch = [
+                {
+                    "type": "track",
+                    "userId": f"user-{i % 50}",
+                    "event": "page_viewed",
+                    "messageId": f"b{r}-{i}",
+                }
+                for i in range(items)
+            ]
+            response = trigger.handler(http_event("/v1/batch", {"batch": batch}, key), context)
+            assert response["statusCode"] == 200, response
+            assert '"status":202' in response["body"]
+    total = sum(counter.calls.values())
+    return {
+        "items": items,
+        "rounds": rounds,
+        "per_batch": total / rounds,
+        **{f"calls[{name}]": n / rounds for name, n in counter.calls.items()},
+    }

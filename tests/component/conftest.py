@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, Protocol
 
+import boto3
 import pytest
-from tests.conftest import ACCOUNT, REGION, ROOT, SECRET, STACK, STATE_MACHINE_PREFIX
+from tests.conftest import ACCOUNT, REGION, ROOT, SECRET, SENDER_EMAIL, STACK, STATE_MACHINE_PREFIX
 
 EVENTS = ROOT / "events"
 # The raw keys the sample HTTP events carry (created in the keys table by the `keys` fixture).
@@ -125,6 +126,21 @@ def keys(tables: dict[str, str]) -> dict[str, str]:
         "write": KeyStore.create(KeyKind.WRITE, "sample write key", WRITE_KEY),
         "secret": KeyStore.create(KeyKind.SECRET, "sample secret key", SECRET_KEY),
     }
+
+
+@pytest.fixture
+def send(load_handler: Callable[[str], Handler], clock: FakeClock, aws: None) -> Handler:
+    """The send function, a second after the sample send event's moment; SES takes its mail (SES refuses a
+    sender whose domain is not verified)."""
+    boto3.client("ses", region_name=REGION).verify_domain_identity(Domain=SENDER_EMAIL.split("@")[1])
+    clock.set(SAMPLE_NOW + timedelta(seconds=1))
+    return load_handler("send")
+
+
+@pytest.fixture
+def feedback(load_handler: Callable[[str], Handler], send: Handler) -> Handler:
+    """The feedback function, beside the send function whose messages it reports on."""
+    return load_handler("feedback")
 
 
 def cid_of(user_id: str) -> str:

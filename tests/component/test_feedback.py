@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from tests.component.conftest import (
     SAMPLE_NOW,
@@ -19,7 +18,6 @@ from tests.component.conftest import (
     given_an_open_run,
     load_event,
 )
-from tests.conftest import REGION, SENDER_EMAIL
 
 from cairn.adapters.contacts import ContactStore
 from cairn.adapters.events import EventStore
@@ -28,20 +26,6 @@ from cairn.domain.rules import EventRecord
 
 ANN = {"email": "ann@example.com", "firstName": "Ann", "phone": "+4915112345678"}
 SAMPLE_MESSAGE_ID = "c7i5qmybbwrn5jcqn4ki6ejkuc-49040e7ad36fa22386541d021ee9cde4"
-
-
-@pytest.fixture
-def send(load_handler: Any, clock: FakeClock, aws: None) -> Handler:
-    boto3.client("ses", region_name=REGION).verify_domain_identity(Domain=SENDER_EMAIL.split("@")[1])
-    clock.set(SAMPLE_NOW + timedelta(seconds=1))
-    handler: Handler = load_handler("send")
-    return handler
-
-
-@pytest.fixture
-def feedback(load_handler: Any, send: Handler) -> Handler:
-    handler: Handler = load_handler("feedback")
-    return handler
 
 
 @pytest.fixture

@@ -265,24 +265,27 @@ def _lambda(invoked: list[dict[str, Any]]) -> str:
     return arn
 
 
+def waiting_for_a_callback(function: str) -> dict[str, Any]:
+    """A definition of one Task state: invoke `function` with the task token, wait an hour at most."""
+    return {
+        "StartAt": "Wait for a callback",
+        "States": {
+            "Wait for a callback": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": function, "Payload": {"token.$": "$$.Task.Token"}},
+                "TimeoutSeconds": 3600,
+                "End": True,
+            }
+        },
+    }
+
+
 def test_a_task_token_wait_times_out_on_the_virtual_clock(executing: VirtualClock) -> None:
     invoked: list[dict[str, Any]] = []
     function = _lambda(invoked)
     began = time.monotonic()
-    execution = start(
-        {
-            "StartAt": "Wait for a callback",
-            "States": {
-                "Wait for a callback": {
-                    "Type": "Task",
-                    "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-                    "Parameters": {"FunctionName": function, "Payload": {"token.$": "$$.Task.Token"}},
-                    "TimeoutSeconds": 3600,
-                    "End": True,
-                }
-            },
-        }
-    )
+    execution = start(waiting_for_a_callback(function))
 
     advance(executing, timedelta(minutes=59))
     assert describe(execution)["status"] == "RUNNING"
@@ -299,20 +302,7 @@ def test_a_task_token_wait_times_out_on_the_virtual_clock(executing: VirtualCloc
 def test_a_task_token_wait_ends_at_once_on_send_task_success(executing: VirtualClock) -> None:
     invoked: list[dict[str, Any]] = []
     function = _lambda(invoked)
-    execution = start(
-        {
-            "StartAt": "Wait for a callback",
-            "States": {
-                "Wait for a callback": {
-                    "Type": "Task",
-                    "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-                    "Parameters": {"FunctionName": function, "Payload": {"token.$": "$$.Task.Token"}},
-                    "TimeoutSeconds": 3600,
-                    "End": True,
-                }
-            },
-        }
-    )
+    execution = start(waiting_for_a_callback(function))
     advance(executing, timedelta(0))
 
     boto3.client("stepfunctions", region_name=REGION).send_task_success(

@@ -13,7 +13,6 @@ from threading import Barrier, Thread
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from tests.component.conftest import (
@@ -42,15 +41,6 @@ from cairn.domain.settings import Settings
 from cairn.services.send import Sender, cid_of_message
 
 ANN = {"email": "ann@example.com", "firstName": "Ann", "phone": "+4915112345678"}
-
-
-@pytest.fixture
-def send(load_handler: Any, clock: FakeClock, aws: None) -> Handler:
-    # SES refuses a sender whose domain is not verified.
-    boto3.client("ses", region_name=REGION).verify_domain_identity(Domain=SENDER_EMAIL.split("@")[1])
-    clock.set(SAMPLE_NOW + timedelta(seconds=1))
-    handler: Handler = load_handler("send")
-    return handler
 
 
 def sent_emails() -> list[Any]:

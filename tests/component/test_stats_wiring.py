@@ -5,20 +5,15 @@ a retried finish and a feedback report delivered twice count nothing twice."""
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from tests.component.conftest import (
-    SAMPLE_NOW,
-    FakeClock,
     Handler,
     given_a_contact,
     given_an_open_run,
     load_event,
 )
-from tests.conftest import REGION, SENDER_EMAIL
 
 from cairn.adapters.contacts import EnrollmentStore, MessageStore
 from cairn.domain.errors import ContactExited
@@ -27,20 +22,6 @@ from cairn.services.stats import StatsReader
 WF = "welcome-series"
 SEND_STEP = "send_email-welcome-discount"  # the sample send event's step
 ANN = {"email": "ann@example.com", "firstName": "Ann"}
-
-
-@pytest.fixture
-def send(load_handler: Any, clock: FakeClock, aws: None) -> Handler:
-    boto3.client("ses", region_name=REGION).verify_domain_identity(Domain=SENDER_EMAIL.split("@")[1])
-    clock.set(SAMPLE_NOW + timedelta(seconds=1))
-    handler: Handler = load_handler("send")
-    return handler
-
-
-@pytest.fixture
-def feedback(load_handler: Any, send: Handler) -> Handler:
-    handler: Handler = load_handler("feedback")
-    return handler
 
 
 @pytest.fixture

@@ -5,11 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -25,6 +22,7 @@ from tests.component.conftest import (
     record_event,
 )
 from tests.conftest import REGION
+from tests.webhook_receiver import Receiver
 
 from cairn.adapters.contacts import ContactStore, EnrollmentStore, MessageStore
 from cairn.adapters.events import EventStore
@@ -486,33 +484,6 @@ def test_enroll_honours_the_target_audience(service: Steps, state_machines: dict
 
 
 # ---------------------------------------------------------------- webhooks
-
-
-class Receiver:
-    """A local HTTP endpoint that answers with the statuses it is given, and keeps what it received."""
-
-    def __init__(self, statuses: list[int], delay: float = 0.0) -> None:
-        self.statuses, self.delay = statuses, delay
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append(({k: v for k, v in self.headers.items()}, body))
-                time.sleep(receiver.delay)
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from tests.e2e.projects import ROOT, START, check_clean, serving
 from tests.e2e.sending import check_marketing_mail
 
 from cairn.local.runtime import LocalCairn
 
-ROOT = Path(__file__).resolve().parents[2]
-START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+__all__ = ["ROOT", "START"]
 
 
 @pytest.fixture
 def local() -> Iterator[LocalCairn]:
     with LocalCairn(ROOT, start_time=START) as runtime:
         yield runtime
-        assert runtime.host.errors == [], runtime.host.errors
-        assert runtime.streams.failed == []
+        check_clean(runtime)
         check_marketing_mail(runtime)  # every marketing email: one-click headers that work (raw MIME)
+
+
+@pytest.fixture
+def base_url(local: LocalCairn) -> Iterator[str]:
+    """Local mode over real HTTP on 127.0.0.1 (no trailing slash)."""
+    with serving(local) as url:
+        yield url
 
 
 pytestmark = pytest.mark.e2e

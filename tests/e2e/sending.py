@@ -1,47 +1,13 @@
-"""Helpers of the sending end-to-end tests: a project of their own beside the repo's, raw MIME of what SES
-took, and the contact calls a site would make."""
+"""Helpers of the sending end-to-end tests: raw MIME of what SES took, and the contact calls a site would make
+(their projects: tests/e2e/projects.py)."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from cairn.local.runtime import LocalCairn
-
-ROOT = Path(__file__).resolve().parents[2]
-OWN = ("workflows", "segments", "settings.yaml")
-
-
-def project(
-    tmp: Path, *, workflows: dict[str, dict[str, Any]], settings: dict[str, Any] | None = None
-) -> Path:
-    """A project folder using the repo's template.yaml, functions and templates, with its own workflows and
-    settings (the repo's settings changed by `settings`)."""
-    root = tmp / "project"
-    root.mkdir()
-    for entry in ROOT.iterdir():
-        if entry.name in OWN or entry.name.startswith("."):
-            continue
-        (root / entry.name).symlink_to(entry)
-    merged = yaml.safe_load((ROOT / "settings.yaml").read_text(encoding="utf-8"))
-    for key, value in (settings or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    (root / "settings.yaml").write_text(yaml.safe_dump(merged), encoding="utf-8")
-    (root / "workflows").mkdir()
-    for wid, definition in workflows.items():
-        (root / "workflows" / f"{wid}.yaml").write_text(yaml.safe_dump({"id": wid, **definition}))
-    if (ROOT / "segments").is_dir():
-        shutil.copytree(ROOT / "segments", root / "segments")
-    return root
 
 
 def contact(
@@ -83,10 +49,6 @@ def get_contact(local: LocalCairn, user_id: str) -> dict[str, Any]:
     assert status == 200, body
     assert isinstance(body, dict)
     return body
-
-
-def at(message: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(message["sentAt"]).replace("Z", "+00:00"))
 
 
 @dataclass

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cairn.local.runtime import LocalCairn
-from cairn.local.server import serve
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def base_url(local: LocalCairn) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = serve(local, port=port)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
 
 
 def call(url: str, method: str = "GET", body: Any = None, key: str | None = None) -> tuple[int, Any]:

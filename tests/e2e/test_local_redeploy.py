@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import ROOT, START
+from tests.e2e.projects import project, repo_workflows, running
 from tests.e2e.workflow_helpers import contact, runs, track
 
 from cairn.local.runtime import LocalCairn, ProjectInvalid
@@ -24,24 +24,10 @@ steps:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[LocalCairn]:
-    """The repo's project, with a workflows folder of its own that the test may change."""
-    for name in (
-        "template.yaml",
-        "functions",
-        "layers",
-        "statemachines",
-        "templates",
-        "segments",
-        "settings.yaml",
-    ):
-        (tmp_path / name).symlink_to(ROOT / name)
-    (tmp_path / "workflows").mkdir()
-    for source in (ROOT / "workflows").glob("*.yaml"):
-        (tmp_path / "workflows" / source.name).symlink_to(source)
-    with LocalCairn(tmp_path, start_time=START) as local:
-        yield local
-        assert local.host.errors == []
+def local(tmp_path: Path) -> Iterator[LocalCairn]:
+    """The repo's project, with its own copy of the repo's workflows that the test may change."""
+    with running(project(tmp_path, workflows=repo_workflows())) as runtime:
+        yield runtime
 
 
 def machines(local: LocalCairn) -> dict[str, str]:
@@ -49,8 +35,7 @@ def machines(local: LocalCairn) -> dict[str, str]:
     return dict(local.stack.state_machines)
 
 
-def test_a_new_workflow_takes_contacts_and_a_removed_one_keeps_its_runs(project: LocalCairn) -> None:
-    local = project
+def test_a_new_workflow_takes_contacts_and_a_removed_one_keeps_its_runs(local: LocalCairn) -> None:
     flash = local.root / "workflows" / "flash-sale.yaml"
     flash.write_text(FLASH_SALE.lstrip(), encoding="utf-8")
     assert local.redeploy() == {"created": ["flash-sale"], "updated": [], "retained": []}
@@ -66,8 +51,7 @@ def test_a_new_workflow_takes_contacts_and_a_removed_one_keeps_its_runs(project:
     assert run["status"] == "RUNNING"
 
 
-def test_a_project_with_problems_is_refused_and_nothing_changes(project: LocalCairn) -> None:
-    local = project
+def test_a_project_with_problems_is_refused_and_nothing_changes(local: LocalCairn) -> None:
     before = machines(local)
     broken = (
         "id: broken\nname: Broken\ntrigger: {event: x}\nsteps:\n  - send_email: {template: no-such-one}\n"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 from tests.e2e.conftest import ROOT, START
+from tests.e2e.projects import running
 
 from cairn.cli.report import Report, load_report, local_fetch, print_report
 from cairn.cli.report_html import render_html
@@ -101,10 +101,8 @@ def seed(local: LocalCairn) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def shared() -> Iterator[tuple[LocalCairn, dict[str, Any]]]:
     """One local mode for the module, seeded once (the tests only read it)."""
-    with LocalCairn(ROOT, start_time=START) as runtime:
+    with running(ROOT) as runtime:
         yield runtime, seed(runtime)
-        assert runtime.host.errors == [], runtime.host.errors
-        assert runtime.streams.failed == []
 
 
 @pytest.fixture
@@ -282,22 +280,6 @@ def test_the_html_report_draws_the_figures_in_chromium(
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a drawn page, not a blank one
     (ARTIFACTS / "report-welcome-series.html").write_text(html, encoding="utf-8")
-
-
-@pytest.fixture
-def base_url(local: LocalCairn) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    from cairn.local.server import serve
-
-    server = serve(local, port=port)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
 
 
 def test_cairn_report_over_http_writes_the_page(

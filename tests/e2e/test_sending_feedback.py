@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from tests.e2e.conftest import START
-from tests.e2e.sending import at, contact, get_contact, project, track
+from tests.e2e.projects import project, running
+from tests.e2e.sending import contact, get_contact, track
+from tests.e2e.workflow_helpers import at
 
 from cairn.local.runtime import LocalCairn
 
@@ -66,9 +68,8 @@ CLICK_JOURNEY: dict[str, Any] = {
 @pytest.fixture
 def click_local(tmp_path: Path) -> Any:
     root = project(tmp_path, workflows={"click-or-not": CLICK_JOURNEY})
-    with LocalCairn(root, start_time=START) as runtime:
+    with running(root) as runtime:
         yield runtime
-        assert runtime.host.errors == [], runtime.host.errors
 
 
 def test_a_click_resumes_the_waiting_run_at_once(click_local: LocalCairn) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from tests.e2e.conftest import START
-from tests.e2e.sending import at, contact, get_contact, project, raw_mail, track
+from tests.e2e.projects import project
+from tests.e2e.sending import contact, get_contact, raw_mail, track
+from tests.e2e.workflow_helpers import at
 
 from cairn.adapters import aws
 from cairn.adapters.contacts import MessageStore

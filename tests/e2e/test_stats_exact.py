@@ -12,11 +12,12 @@ import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from scipy import stats as sp
-from tests.e2e.conftest import ROOT, START
+from tests.e2e.conftest import START
+from tests.e2e.projects import project, running
+from tests.e2e.workflow_helpers import ok
 
 from cairn.domain import statistics
 from cairn.local.runtime import LocalCairn
@@ -54,31 +55,12 @@ HOUR = 3600
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def local(tmp_path: Path) -> Iterator[LocalCairn]:
     """The repo's project with one workflow of our own: a split whose outcome the test decides."""
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("template.yaml", "functions", "statemachines", "templates", "segments", "settings.yaml"):
-        if (ROOT / name).exists():
-            (root / name).symlink_to(ROOT / name)
-    (root / "workflows").mkdir()
-    (root / "workflows" / f"{WF}.yaml").write_text(WORKFLOW, encoding="utf-8")
-    return root
-
-
-@pytest.fixture
-def local(project: Path) -> Iterator[LocalCairn]:
-    with LocalCairn(project, start_time=START) as runtime:
+    root = project(tmp_path, workflows={WF: WORKFLOW})
+    with running(root) as runtime:
         yield runtime
-        assert runtime.host.errors == [], runtime.host.errors
-        assert runtime.streams.failed == []
-    shutil.rmtree(project, ignore_errors=True)
-
-
-def ok(result: tuple[int, dict[str, str], Any]) -> Any:
-    status, _, body = result
-    assert status < 300, body
-    return body
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_split_with_a_known_winner_is_measured_exactly(local: LocalCairn) -> None:

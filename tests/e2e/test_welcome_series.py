@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email import message_from_string, policy
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from tests.e2e.conftest import START
+from tests.e2e.workflow_helpers import at
 
 from cairn.local.runtime import LocalCairn
 
@@ -40,10 +41,6 @@ def subscribe(local: LocalCairn, user_id: str, *, phone: str | None = None, sms:
 
 def sent_to(local: LocalCairn, address: str) -> list[dict[str, Any]]:
     return [m for m in local.outbox() if m["to"] == address]
-
-
-def at(message: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(message["sentAt"].replace("Z", "+00:00"))
 
 
 def test_first_email_at_once_second_after_two_days_none_after_unsubscribe(local: LocalCairn) -> None:

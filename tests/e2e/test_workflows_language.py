@@ -9,13 +9,11 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.e2e.conftest import ROOT
+from tests.e2e.projects import project
 from tests.e2e.workflow_helpers import (
     DAY,
     HOUR,
@@ -30,6 +28,7 @@ from tests.e2e.workflow_helpers import (
     steps_sent,
     track,
 )
+from tests.webhook_receiver import Receiver
 
 from cairn.adapters.journeys import lists_of
 from cairn.domain import timing
@@ -166,64 +165,23 @@ steps:
 }
 
 
-class Receiver:
-    """The webhook's receiving end: 503 for the first `failures` calls, then 200."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers.items()), body))
-                failing = receiver.failures > 0
-                receiver.failures -= 1
-                self.send_response(503 if failing else 200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
-def make_project(root: Path, receiver_url: str, versioned_template: str = "welcome-discount") -> None:
-    """A project of the repo's template, functions, templates and segments, and these workflows."""
-    for name in (
-        "template.yaml",
-        "functions",
-        "layers",
-        "statemachines",
-        "templates",
-        "segments",
-        "settings.yaml",
-    ):
-        if not (root / name).exists():
-            (root / name).symlink_to(ROOT / name)
-    folder = root / "workflows"
-    folder.mkdir(exist_ok=True)
-    for wid, source in WORKFLOWS.items():
-        text = source.replace("RECEIVER", receiver_url)
-        if wid == "versioned":
-            text = text.replace("welcome-discount", versioned_template)
-        (folder / f"{wid}.yaml").write_text(text.lstrip(), encoding="utf-8")
+def workflows_for(receiver_url: str, versioned_template: str = "welcome-discount") -> dict[str, str]:
+    """These workflows (id: YAML text), calling the receiver; `versioned` sends `versioned_template`."""
+    texts = {wid: source.replace("RECEIVER", receiver_url).lstrip() for wid, source in WORKFLOWS.items()}
+    texts["versioned"] = texts["versioned"].replace("welcome-discount", versioned_template)
+    return texts
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[LocalCairn]:
-    root = tmp_path_factory.mktemp("project")
-    make_project(root, receiver.url)
+    root = project(tmp_path_factory.mktemp("language"), workflows=workflows_for(receiver.url))
     with LocalCairn(root, start_time=START) as runtime:
         from cairn.adapters.aws import client
 
@@ -298,7 +256,7 @@ def test_a_promoter_goes_through_every_step_kind(local: LocalCairn, receiver: Re
     track(local, "ada", "survey_answered", score=5)
     local.settle()
     assert runs(local, "steps-tour", "ada")[0]["path"][-1] == "answered"
-    receiver.failures = 1  # the CRM fails once: the ASL Retry sends it again
+    receiver.statuses = [503]  # the CRM fails once: the ASL Retry sends it again
     track(local, "ada", "survey_answered", score=9)
     local.advance(seconds=60)
     assert "promoter" in profile(local, "ada")["tags"]
@@ -460,8 +418,9 @@ def test_runs_finish_on_their_version_and_new_contacts_get_the_new_one(
     local.settle()
     v1 = api(local, "GET", "/v1/workflows/versioned")["version"]
     root = local.root
-    (root / "workflows" / "versioned.yaml").unlink()
-    make_project(root, receiver.url, versioned_template="follow-us")
+    (root / "workflows" / "versioned.yaml").write_text(
+        workflows_for(receiver.url, versioned_template="follow-us")["versioned"], encoding="utf-8"
+    )
     changes = local.redeploy()  # as `sam deploy` would: a new version of the changed workflow only
     assert (changes["created"], changes["updated"]) == ([], ["versioned"])
     track(local, "kay", "versioned_test")

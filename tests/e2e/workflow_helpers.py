@@ -76,7 +76,8 @@ def steps_sent(local: LocalCairn, user_id: str, workflow_id: str) -> list[str]:
 
 
 def at(message: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(message["sentAt"].replace("Z", "+00:00"))
+    """When an outbox message was sent."""
+    return datetime.fromisoformat(str(message["sentAt"]).replace("Z", "+00:00"))
 
 
 def runs(local: LocalCairn, workflow_id: str, user_id: str | None = None) -> list[dict[str, Any]]:

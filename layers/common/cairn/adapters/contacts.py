@@ -409,6 +409,16 @@ def _enrollment(item: EnrollmentItem) -> Enrollment:
 ACTIVE = ("starting", "active")
 
 
+def _wait_cleared() -> list[Action]:
+    """The removals that end a run's wait: its task token and what it was waiting for, until when."""
+    return [
+        EnrollmentItem.token.remove(),
+        EnrollmentItem.waiting_step.remove(),
+        EnrollmentItem.wait_for.remove(),
+        EnrollmentItem.waiting_until.remove(),
+    ]
+
+
 class EnrollmentStore:
     def get(self, cid: str, workflow_id: str) -> Enrollment | None:
         try:
@@ -464,10 +474,7 @@ class EnrollmentStore:
                     EnrollmentItem.entered_at.set(now),
                     EnrollmentItem.exited_at.remove(),
                     EnrollmentItem.exit_reason.remove(),
-                    EnrollmentItem.token.remove(),
-                    EnrollmentItem.waiting_step.remove(),
-                    EnrollmentItem.wait_for.remove(),
-                    EnrollmentItem.waiting_until.remove(),
+                    *_wait_cleared(),
                     EnrollmentItem.variant.remove(),
                     EnrollmentItem.variants.remove(),
                     EnrollmentItem.policy.set(json.dumps(dict(policy), sort_keys=True))
@@ -541,12 +548,7 @@ class EnrollmentStore:
         item = EnrollmentItem(cid, EnrollmentItem.key(workflow_id))
         try:
             item.update(
-                actions=[
-                    EnrollmentItem.token.remove(),
-                    EnrollmentItem.waiting_step.remove(),
-                    EnrollmentItem.wait_for.remove(),
-                    EnrollmentItem.waiting_until.remove(),
-                ],
+                actions=_wait_cleared(),
                 condition=(EnrollmentItem.run == run) & (EnrollmentItem.token == token),
             )
         except UpdateError as exc:
@@ -565,10 +567,7 @@ class EnrollmentStore:
                     EnrollmentItem.status.set(status),
                     EnrollmentItem.exit_reason.set(reason),
                     EnrollmentItem.exited_at.set(now),
-                    EnrollmentItem.token.remove(),
-                    EnrollmentItem.waiting_step.remove(),
-                    EnrollmentItem.wait_for.remove(),
-                    EnrollmentItem.waiting_until.remove(),
+                    *_wait_cleared(),
                 ],
                 condition=(EnrollmentItem.run == run) & EnrollmentItem.status.is_in(*ACTIVE),
             )

@@ -45,31 +45,33 @@ def _conditional_failed(exc: PutError) -> bool:
     return cause == "ConditionalCheckFailedException"
 
 
+def event_item(event: NewEvent, ttl: timedelta) -> EventItem:
+    """The event's item, kept for `ttl` after the event's own time."""
+    return EventItem(
+        event.cid,
+        event.message_id,
+        ts=ts_key(event.timestamp, event.message_id),
+        name=event.name,
+        properties=dict(event.properties),
+        user_id=event.user_id,
+        anonymous_id=event.anonymous_id,
+        received_at=event.received_at,
+        source=event.source,
+        context=dict(event.context) if event.context else None,
+        sent_at=event.sent_at,
+        expires_at=int((event.timestamp + ttl).timestamp()),
+    )
+
+
 class EventStore:
     def __init__(self, ttl: timedelta) -> None:
         self.ttl = ttl
-
-    def item(self, event: NewEvent) -> EventItem:
-        return EventItem(
-            event.cid,
-            event.message_id,
-            ts=ts_key(event.timestamp, event.message_id),
-            name=event.name,
-            properties=dict(event.properties),
-            user_id=event.user_id,
-            anonymous_id=event.anonymous_id,
-            received_at=event.received_at,
-            source=event.source,
-            context=dict(event.context) if event.context else None,
-            sent_at=event.sent_at,
-            expires_at=int((event.timestamp + self.ttl).timestamp()),
-        )
 
     def put_once(self, event: NewEvent) -> bool:
         """Store the event unless its messageId is already stored for this contact: ONE write.
 
         Returns False for a duplicate (nothing written)."""
-        return self.put_item_once(self.item(event))
+        return self.put_item_once(event_item(event, self.ttl))
 
     @staticmethod
     def put_item_once(item: EventItem) -> bool:

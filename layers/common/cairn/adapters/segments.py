@@ -38,7 +38,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from cairn.adapters.contacts import Profile, _profile
-from cairn.adapters.events import NewEvent, ts_key
+from cairn.adapters.events import NewEvent, event_item, ts_key
 from cairn.adapters.tables import PROFILE, ByTimeIndex, ContactItem, EventItem, SegmentItem
 from cairn.domain.rules import EventRecord
 
@@ -348,7 +348,7 @@ class SegmentStore:
             ops.append(
                 _Op(
                     "save",
-                    _event_item(event, self.event_ttl),
+                    event_item(event, self.event_ttl),
                     [],
                     EventItem.mid.does_not_exist(),
                     index,
@@ -584,19 +584,6 @@ def _due_ops(cid: str, due: DueWrite, index: int) -> list[_Op]:
     if before.bucket and before.bucket != due.bucket:
         ops.append(_Op("delete", DueEntry(*_entry_key(before.bucket, cid)), [], None, index))
     return ops
-
-
-def _event_item(event: NewEvent, ttl: timedelta) -> EventItem:
-    return EventItem(
-        event.cid,
-        event.message_id,
-        ts=ts_key(event.timestamp, event.message_id),
-        name=event.name,
-        properties=dict(event.properties),
-        received_at=event.received_at,
-        source=event.source,
-        expires_at=int((event.timestamp + ttl).timestamp()),
-    )
 
 
 def _count_op(segment_id: str, number: int, delta: int) -> _Op:

@@ -32,12 +32,57 @@ class _Base(Model):
         max_retry_attempts = 3
 
 
-class ContactItem(_Base):
-    """The contact's profile (sk = "profile")."""
+# One base per table: a model names its table by its base (the item types of a table share its Meta).
 
+
+class _ContactsTable(_Base):
     class Meta(_Base.Meta):
         table_name = _table("CONTACTS_TABLE", "cairn-contacts")
         table_env = "CONTACTS_TABLE"
+
+
+class _EventsTable(_Base):
+    class Meta(_Base.Meta):
+        table_name = _table("EVENTS_TABLE", "cairn-events")
+        table_env = "EVENTS_TABLE"
+
+
+class _IdentitiesTable(_Base):
+    class Meta(_Base.Meta):
+        table_name = _table("IDENTITIES_TABLE", "cairn-identities")
+        table_env = "IDENTITIES_TABLE"
+
+
+class _KeysTable(_Base):
+    class Meta(_Base.Meta):
+        table_name = _table("KEYS_TABLE", "cairn-keys")
+        table_env = "KEYS_TABLE"
+
+
+class _StatsTable(_Base):
+    class Meta(_Base.Meta):
+        table_name = _table("STATS_TABLE", "cairn-stats")
+        table_env = "STATS_TABLE"
+
+
+class _SegmentsTable(_Base):
+    class Meta(_Base.Meta):
+        table_name = _table("SEGMENTS_TABLE", "cairn-segments")
+        table_env = "SEGMENTS_TABLE"
+
+
+_TABLES: tuple[type[Model], ...] = (
+    _ContactsTable,
+    _EventsTable,
+    _IdentitiesTable,
+    _KeysTable,
+    _StatsTable,
+    _SegmentsTable,
+)
+
+
+class ContactItem(_ContactsTable):
+    """The contact's profile (sk = "profile")."""
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default=PROFILE)
@@ -59,12 +104,8 @@ class ContactItem(_Base):
     imported_at = UTCDateTimeAttribute(null=True, attr_name="importedAt")
 
 
-class EnrollmentItem(_Base):
+class EnrollmentItem(_ContactsTable):
     """A contact's current enrollment in one workflow (sk = "enr#<workflowId>")."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
-        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -93,12 +134,8 @@ class EnrollmentItem(_Base):
         return f"enr#{workflow_id}"
 
 
-class RunItem(_Base):
+class RunItem(_ContactsTable):
     """One finished or running run, kept as history (sk = "run#<workflowId>#<run>")."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
-        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -140,12 +177,8 @@ class MessagesByTime(GlobalSecondaryIndex["MessageItem"]):
     claimed_at = UTCDateTimeAttribute(range_key=True, attr_name="claimedAt")
 
 
-class MessageItem(_Base):
+class MessageItem(_ContactsTable):
     """A message and its send claim (sk = "msg#<messageId>")."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
-        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -179,12 +212,8 @@ class ByTimeIndex(LocalSecondaryIndex["EventItem"]):
     ts = UnicodeAttribute(range_key=True)
 
 
-class EventItem(_Base):
+class EventItem(_EventsTable):
     """One tracked event; its conditional put is the whole of intake."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("EVENTS_TABLE", "cairn-events")
-        table_env = "EVENTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     mid = UnicodeAttribute(range_key=True)
@@ -203,11 +232,7 @@ class EventItem(_Base):
     by_time = ByTimeIndex()
 
 
-class IdentityItem(_Base):
-    class Meta(_Base.Meta):
-        table_name = _table("IDENTITIES_TABLE", "cairn-identities")
-        table_env = "IDENTITIES_TABLE"
-
+class IdentityItem(_IdentitiesTable):
     # user#<id> | anon#<id> | email#<sha256> | tomb#<sha256> | erased#<cid> (cairn.services.erase)
     key = UnicodeAttribute(hash_key=True)
     cid = UnicodeAttribute(null=True)  # null for tombstones: an erased contact has no id left
@@ -215,11 +240,7 @@ class IdentityItem(_Base):
     created_at = UTCDateTimeAttribute(null=True, attr_name="createdAt")
 
 
-class KeyItem(_Base):
-    class Meta(_Base.Meta):
-        table_name = _table("KEYS_TABLE", "cairn-keys")
-        table_env = "KEYS_TABLE"
-
+class KeyItem(_KeysTable):
     key_hash = UnicodeAttribute(hash_key=True, attr_name="keyHash")
     kind = UnicodeAttribute()
     name = UnicodeAttribute(default="")
@@ -227,28 +248,20 @@ class KeyItem(_Base):
     created_at = UTCDateTimeAttribute(null=True, attr_name="createdAt")
 
 
-class StatsItem(_Base):
+class StatsItem(_StatsTable):
     """Workflow statistics (cairn.adapters.stats): sharded daily counters (pk "c#<workflow>#<shard>"),
     unique-per-contact markers ("m#...") and the conversion log for attribution ("v#<workflow>#<shard>").
     Counters are top-level Number attributes named by what they count, updated by ADD (read raw)."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("STATS_TABLE", "cairn-stats")
-        table_env = "STATS_TABLE"
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     expires_at = NumberAttribute(null=True, attr_name="expiresAt")  # markers and the conversion log only
 
 
-class SegmentItem(_Base):
+class SegmentItem(_SegmentsTable):
     """The segments table's keys (cairn.adapters.segments holds its item types): memberships
     (pk "m#<segment>#<shard>", sk the cid), sharded member counts, each contact's time-driven changes
     and the hourly time-due index, builds. No stream: nothing reacts to these writes."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("SEGMENTS_TABLE", "cairn-segments")
-        table_env = "SEGMENTS_TABLE"
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -260,12 +273,8 @@ class SegmentItem(_Base):
 # cid does. The contacts stream ignores them (react reads only sk = "profile").
 
 
-class WorkflowItem(_Base):
+class WorkflowItem(_ContactsTable):
     """A workflow's state (pk "#workflows", sk "wf#<id>"): pause/retire status and the versions that ran."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
-        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -294,13 +303,9 @@ class TasksByCreation(GlobalSecondaryIndex["TaskItem"]):
     task_order = UnicodeAttribute(range_key=True, attr_name="taskOrder")
 
 
-class TaskItem(_Base):
+class TaskItem(_ContactsTable):
     """A human follow-up task from an `assign_task` step (pk "#tasks", sk "task#<id>"; in the
     `tasksByCreation` index under "tasks", ordered by `<createdAt>#<id>`)."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
-        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -332,13 +337,9 @@ class TaskItem(_Base):
         return f"task#{task_id}"
 
 
-class DateIndexItem(_Base):
+class DateIndexItem(_ContactsTable):
     """Yearly date triggers: contacts by the month-day of a date attribute (pk "#date#<wf>#<MM-DD>",
     sk the cid), and in the contact's partition where it is indexed (pk cid, sk "date#<wf>")."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
-        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -354,12 +355,8 @@ class DateIndexItem(_Base):
         return f"date#{workflow_id}"
 
 
-class HeldItem(_Base):
+class HeldItem(_ContactsTable):
     """A run whose message waits for a paused workflow (pk "#held#<wf>", sk the cid): a resume wakes it."""
-
-    class Meta(_Base.Meta):
-        table_name = _table("CONTACTS_TABLE", "cairn-contacts")
-        table_env = "CONTACTS_TABLE"
 
     cid = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -381,14 +378,14 @@ ALL_MODELS: tuple[type[Model], ...] = (
 
 
 def bound_models() -> list[type[Model]]:
-    """Every concrete model (one per item type; several may share a table). A new model declares
-    `Meta.table_env`, the environment variable naming its table, and is found here."""
+    """Every concrete model (one per item type; several may share a table, and then its Meta). A new
+    model subclasses its table's base (or a model of that table) and is found here."""
     found: list[type[Model]] = []
     pending: list[type[Model]] = list(_Base.__subclasses__())
     while pending:
         model = pending.pop()
         pending.extend(model.__subclasses__())
-        if getattr(model.Meta, "table_env", None):
+        if model not in _TABLES and getattr(model.Meta, "table_env", None):
             found.append(model)
     return found
 
@@ -396,11 +393,12 @@ def bound_models() -> list[type[Model]]:
 def bind_tables(names: Mapping[str, str]) -> dict[type[Model], str]:
     """Point every model at the table `names[Meta.table_env]` (pynamodb reads table names at import);
     returns the previous names, for putting them back."""
-    previous: dict[type[Model], str] = {}
+    moves: dict[type[Model], tuple[str, str]] = {}  # model -> (previous, new); read all before moving any
     for model in bound_models():
         table = names.get(model.Meta.table_env)  # type: ignore[attr-defined]
         if table and model.Meta.table_name != table:  # type: ignore[attr-defined]
-            previous[model] = model.Meta.table_name  # type: ignore[attr-defined]
-            model.Meta.table_name = table  # type: ignore[attr-defined]
-            model._connection = None
-    return previous
+            moves[model] = (model.Meta.table_name, table)  # type: ignore[attr-defined]
+    for model, (_, table) in moves.items():
+        model.Meta.table_name = table  # type: ignore[attr-defined]
+        model._connection = None
+    return {model: previous for model, (previous, _) in moves.items()}

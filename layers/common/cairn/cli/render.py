@@ -30,15 +30,21 @@ class Preview:
     sms: RenderedSms | None = None
 
 
-def contact_from_file(path: Path) -> dict[str, Any]:
-    """A contact as JSON: its attributes (traits) as a flat object, or the shape of
-    `GET /v1/contacts/{userId}` (`{"userId", "attributes": {...}}`)."""
+def _json_object(path: Path, the: str, a: str) -> dict[str, Any]:
+    """The JSON object in the file; `the`, `a`: what it holds, for the errors ("the contact", "a contact")."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise PreviewError(f"cannot read the contact {path}: {exc}") from None
+        raise PreviewError(f"cannot read {the} {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise PreviewError(f"{path}: a contact is a JSON object")
+        raise PreviewError(f"{path}: {a} is a JSON object")
+    return data
+
+
+def contact_from_file(path: Path) -> dict[str, Any]:
+    """A contact as JSON: its attributes (traits) as a flat object, or the shape of
+    `GET /v1/contacts/{userId}` (`{"userId", "attributes": {...}}`)."""
+    data = _json_object(path, "the contact", "a contact")
     attributes: dict[str, Any] = data
     for key in ("attributes", "traits"):
         if isinstance(data.get(key), dict):
@@ -54,12 +60,7 @@ def event_from_file(path: Path | None) -> dict[str, Any]:
     """The trigger event as a track call (`{"event", "properties", "timestamp"?, "messageId"?}`)."""
     if path is None:
         return {"properties": {}}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PreviewError(f"cannot read the event {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise PreviewError(f"{path}: an event is a JSON object")
+    data = _json_object(path, "the event", "an event")
     return {
         "event": data.get("event"),
         "messageId": data.get("messageId", "preview"),

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from cairn.domain.statistics import MESSAGE_COUNTERS
+
 WIDTH = 760
 BAR = 26
 GAP = 10
@@ -122,6 +124,24 @@ def _label(y: float, text: str) -> str:
     return el("text", esc(text), x=LABEL - 8, y=f"{y + BAR * 0.68:.1f}", text_anchor="end")
 
 
+# A bar chart: a row per bar (a label left, the bar from LABEL, its value right of it).
+def _row_y(index: int) -> int:
+    return 10 + index * (BAR + GAP)
+
+
+def _bars_svg(chart: str, rows: int, title: str, body: Iterable[str]) -> str:
+    return _svg(chart, 20 + rows * (BAR + GAP), title, body)
+
+
+def _bar(y: float, width: float, fill: str, **data: Any) -> str:
+    """A bar starting at LABEL; `data` its data-* attributes (`data_step=` -> data-step)."""
+    return el("rect", class_="bar", **data, x=LABEL, y=y, width=f"{width:.2f}", height=BAR, rx=3, fill=fill)
+
+
+def _value(x: float | str, y: float, text: str) -> str:
+    return el("text", text, x=x, y=f"{y + BAR * 0.68:.1f}", class_="muted")
+
+
 # ---------------------------------------------------------------------------------------------- charts
 def funnel_chart(version: Mapping[str, Any]) -> str:
     """One bar per step (runs that entered it), between the entries and the conversions; the step with
@@ -136,7 +156,7 @@ def funnel_chart(version: Mapping[str, Any]) -> str:
     span = WIDTH - LABEL - 80
     out: list[str] = []
     for index, (name, kind, value, metric) in enumerate(rows):
-        y = 10 + index * (BAR + GAP)
+        y = _row_y(index)
         width = span * value / top
         colour = COLOURS[0]
         if metric == "conversions":
@@ -145,28 +165,19 @@ def funnel_chart(version: Mapping[str, Any]) -> str:
             colour = DROP_COLOUR
         out.append(_label(y, name[:32]))
         out.append(
-            el(
-                "rect",
-                class_="bar",
+            _bar(
+                y,
+                width,
+                colour,
                 data_step=name if metric == "step" else None,
                 data_kind=kind,
                 data_metric=metric,
                 data_value=value,
                 data_drop_off=True if metric == "step" and name == drop else None,
-                x=LABEL,
-                y=y,
-                width=f"{width:.2f}",
-                height=BAR,
-                rx=3,
-                fill=colour,
             )
         )
-        out.append(
-            el("text", _n(value), x=f"{LABEL + width + 6:.2f}", y=f"{y + BAR * 0.68:.1f}", class_="muted")
-        )
-    return _svg(
-        "funnel", 20 + len(rows) * (BAR + GAP), "Funnel: runs entering each step, then conversions", out
-    )
+        out.append(_value(f"{LABEL + width + 6:.2f}", y, _n(value)))
+    return _bars_svg("funnel", len(rows), "Funnel: runs entering each step, then conversions", out)
 
 
 def variants_chart(version: Mapping[str, Any]) -> str:
@@ -178,24 +189,19 @@ def variants_chart(version: Mapping[str, Any]) -> str:
     span = WIDTH - LABEL - 110
     out: list[str] = []
     for index, v in enumerate(variants):
-        y = 10 + index * (BAR + GAP)
+        y = _row_y(index)
         rate = float(v.get("conversionRate") or 0.0)
         out.append(_label(y, f"{v['variant']} ({_n(v['entered'])})"))
         out.append(
-            el(
-                "rect",
-                class_="bar",
+            _bar(
+                y,
+                span * rate / top,
+                HOLDOUT_COLOUR if v.get("holdout") else COLOURS[index % len(COLOURS)],
                 data_variant=v["variant"],
                 data_holdout=bool(v.get("holdout")),
                 data_value=v.get("conversionRate"),
                 data_entered=v["entered"],
                 data_conversions=v["conversions"],
-                x=LABEL,
-                y=y,
-                width=f"{span * rate / top:.2f}",
-                height=BAR,
-                rx=3,
-                fill=HOLDOUT_COLOUR if v.get("holdout") else COLOURS[index % len(COLOURS)],
             )
         )
         ci = v.get("conversionRateCi")
@@ -216,10 +222,8 @@ def variants_chart(version: Mapping[str, Any]) -> str:
                 )
             )
         text = f"{_pct(v.get('conversionRate'))} ({_n(v['conversions'])})"
-        out.append(el("text", text, x=LABEL + span + 12, y=f"{y + BAR * 0.68:.1f}", class_="muted"))
-    return _svg(
-        "variants", 20 + len(variants) * (BAR + GAP), "Conversion rate per variant, 95% intervals", out
-    )
+        out.append(_value(LABEL + span + 12, y, text))
+    return _bars_svg("variants", len(variants), "Conversion rate per variant, 95% intervals", out)
 
 
 def conversions_chart(version: Mapping[str, Any]) -> str:
@@ -288,7 +292,7 @@ def attribution_chart(attribution: Mapping[str, Any] | None) -> str:
     span = WIDTH - LABEL - 40
     out: list[str] = []
     for index, (model, label) in enumerate(MODELS.items()):
-        y = 10 + index * (BAR + GAP)
+        y = _row_y(index)
         out.append(_label(y, label))
         x = float(LABEL)
         for c_index, channel in enumerate(channels):
@@ -309,7 +313,7 @@ def attribution_chart(attribution: Mapping[str, Any] | None) -> str:
                 )
             )
             x += width
-    legend_y = 10 + len(MODELS) * (BAR + GAP) + 4
+    legend_y = _row_y(len(MODELS)) + 4
     for c_index, channel in enumerate(channels):
         lx = LABEL + c_index * 120
         out.append(el("rect", x=lx, y=legend_y, width=12, height=12, fill=COLOURS[c_index % len(COLOURS)]))
@@ -364,17 +368,7 @@ def verdicts_html(version: Mapping[str, Any]) -> str:
 
 
 STEP_COLUMNS = ("entered", "completed", "exited", "failed", "waiting")
-MESSAGE_COLUMNS = (
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "bounced",
-    "complained",
-    "unsubscribed",
-    "failed",
-    "held",
-)
+MESSAGE_COLUMNS = MESSAGE_COUNTERS
 
 
 def _step_table(version: Mapping[str, Any]) -> str:

@@ -18,10 +18,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 __all__ = [
     "DATA_VERSION",
@@ -95,27 +95,21 @@ def _not_blank(value: str) -> str:
     return value
 
 
+_Name = Annotated[str, AfterValidator(_check_name)]
+_Text = Annotated[str, AfterValidator(_not_blank)]
+
+
 class EmailTemplate(BaseModel):
     """``templates/<name>.email.yaml``; ``name`` comes from the file name."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    subject: str
+    name: _Name
+    subject: _Text
     preheader: str = ""
-    html: str
-    text: str
+    html: _Text
+    text: _Text
     kind: Kind = "marketing"
-
-    @field_validator("name")
-    @classmethod
-    def check_name(cls, value: str) -> str:
-        return _check_name(value)
-
-    @field_validator("subject", "html", "text")
-    @classmethod
-    def check_not_blank(cls, value: str) -> str:
-        return _not_blank(value)
 
 
 class SmsTemplate(BaseModel):
@@ -123,19 +117,9 @@ class SmsTemplate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    body: str
+    name: _Name
+    body: _Text
     kind: Kind = "marketing"
-
-    @field_validator("name")
-    @classmethod
-    def check_name(cls, value: str) -> str:
-        return _check_name(value)
-
-    @field_validator("body")
-    @classmethod
-    def check_not_blank(cls, value: str) -> str:
-        return _not_blank(value)
 
 
 @dataclass
@@ -246,11 +230,12 @@ def load_templates(directory: Path) -> tuple[TemplateSet, list[TemplateProblem]]
                 _load_partials(path, display, templates, problems)
             continue
         shown = display(path)
+        load: Callable[[str, str, str, TemplateSet, list[TemplateProblem]], None]
         if path.name.endswith(_EMAIL_SUFFIXES):
             name = path.name[: -len(next(s for s in _EMAIL_SUFFIXES if path.name.endswith(s)))]
-            _load_email(path, shown, name, templates, problems)
+            load = _load_email
         elif path.name.endswith(_SMS_SUFFIX):
-            _load_sms(path, shown, path.name[: -len(_SMS_SUFFIX)], templates, problems)
+            name, load = path.name[: -len(_SMS_SUFFIX)], _load_sms
         elif path.name.endswith(_IGNORED_SUFFIXES):
             continue
         else:
@@ -262,6 +247,12 @@ def load_templates(directory: Path) -> tuple[TemplateSet, list[TemplateProblem]]
                     "and put layouts and partials under partials/",
                 )
             )
+            continue
+        if not _check_file_name(name, shown, problems):
+            continue
+        text = _read(path, shown, problems)
+        if text is not None:
+            load(text, shown, name, templates, problems)
     problems.sort(key=lambda p: (p.file, p.line or 0))
     return templates, problems
 
@@ -311,13 +302,8 @@ def _value_start_line(node: yaml.Node) -> int:
 
 
 def _load_email(
-    path: Path, shown: str, name: str, templates: TemplateSet, problems: list[TemplateProblem]
+    text: str, shown: str, name: str, templates: TemplateSet, problems: list[TemplateProblem]
 ) -> None:
-    if not _check_file_name(name, shown, problems):
-        return
-    text = _read(path, shown, problems)
-    if text is None:
-        return
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -409,13 +395,8 @@ _FRONT_MATTER_FENCE = "---"
 
 
 def _load_sms(
-    path: Path, shown: str, name: str, templates: TemplateSet, problems: list[TemplateProblem]
+    text: str, shown: str, name: str, templates: TemplateSet, problems: list[TemplateProblem]
 ) -> None:
-    if not _check_file_name(name, shown, problems):
-        return
-    text = _read(path, shown, problems)
-    if text is None:
-        return
     lines = text.split("\n")
     kind: Any = "marketing"
     body_start = 0  # 0-based index of the first body line

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -202,28 +203,22 @@ class ListSpec(_Strict):
     list: str
 
 
-def _list_shorthand(value: Any) -> Any:
-    return {"list": value} if isinstance(value, str) else value
+def _shorthand(field: str) -> BeforeValidator:
+    """A spec written as a bare string means that one field: `add_to_list: vip` is `{list: vip}`."""
+    return BeforeValidator(lambda value: {field: value} if isinstance(value, str) else value)
+
+
+_ListShorthand = Annotated[ListSpec, _shorthand("list")]
 
 
 class AddToListStep(_Strict):
     id: str | None = None
-    add_to_list: ListSpec
-
-    @field_validator("add_to_list", mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return _list_shorthand(value)
+    add_to_list: _ListShorthand
 
 
 class RemoveFromListStep(_Strict):
     id: str | None = None
-    remove_from_list: ListSpec
-
-    @field_validator("remove_from_list", mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return _list_shorthand(value)
+    remove_from_list: _ListShorthand
 
 
 class TaskSpec(_Strict):
@@ -258,12 +253,7 @@ class EnrollSpec(_Strict):
 
 class EnrollStep(_Strict):
     id: str | None = None
-    enroll: EnrollSpec
-
-    @field_validator("enroll", mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return {"workflow": value} if isinstance(value, str) else value
+    enroll: Annotated[EnrollSpec, _shorthand("workflow")]
 
 
 class ExitSpec(_Strict):

@@ -209,7 +209,7 @@ class Segments:
         timed = [s for s in segments if s.time_driven]
         if due is None:
             due = self.store.due(profile.cid) if timed else Due()
-        view = self._view(profile, segments, now=now, events=events)
+        view = self._view(profile, _history(segments), now=now, events=events)
         transitions: list[Transition] = []
         for segment in segments:
             if segment.static:
@@ -227,12 +227,12 @@ class Segments:
     def _view(
         self,
         profile: Profile,
-        segments: Sequence[Segment],
+        need: History,
         *,
         now: datetime,
         events: Sequence[EventRecord] | None = None,
     ) -> ContactView:
-        need = _history(segments)
+        """The contact as rules see it: `events` if already read, else the history `need` asks for."""
         if events is None:
             events = self.store.history(profile.cid, need.since(now), need.events) if need.events else []
         return ContactView(
@@ -563,17 +563,7 @@ class Segments:
                 break
             for profiles, _ in segment_store.scan_profiles(number, PREVIEW_SEGMENTS, None, page=BUILD_PAGE):
                 for profile in profiles:
-                    events = (
-                        self.store.history(profile.cid, need.since(now), need.events) if need.events else []
-                    )
-                    view = ContactView(
-                        attributes=attributes_of(profile),
-                        tags=profile.tags,
-                        consent=consent_of(profile, self._consent_defaults()),
-                        events=events,
-                        now=now,
-                        segment=self._lists_of(profile),
-                    )
+                    view = self._view(profile, need, now=now)
                     if check(view):
                         matched += 1
                         if profile.user_id is not None and len(sample) < SAMPLE:

@@ -29,12 +29,13 @@ contact's journey. Each call also emits a per-workflow CloudWatch metric as an E
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
@@ -49,6 +50,8 @@ from cairn.domain.statistics import SKIPPED_PREFIX, TTC_PREFIX, WAITING, StepInf
 WIRED = True
 
 logger = Logger(child=True)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Step outcomes and what each adds (one update each; "passed" and "stopped" are a step's whole story at once).
 STEP_OUTCOMES: dict[str, dict[str, int]] = {
@@ -444,101 +447,25 @@ def recorder() -> Recorder:
         return _default
 
 
-def record_entered(
-    workflow_id: str, version: str | None, variant: str | None, at: datetime | None = None
-) -> None:
-    recorder().record_entered(workflow_id, version, variant, at)
+def _on_recorder(method: Callable[Concatenate[Recorder, P], R]) -> Callable[P, R]:
+    """The module-level form of a Recorder method: the same call on the process's recorder."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(recorder(), *args, **kwargs)
+
+    return call
 
 
-def record_assigned(
-    workflow_id: str, version: str | None, step_id: str, variant: str, at: datetime | None = None
-) -> None:
-    recorder().record_assigned(workflow_id, version, step_id, variant, at)
-
-
-def record_step(
-    workflow_id: str,
-    version: str | None,
-    step_id: str,
-    variant: str | None,
-    outcome: str,
-    *,
-    at: datetime | None = None,
-) -> None:
-    recorder().record_step(workflow_id, version, step_id, variant, outcome, at=at)
-
-
-def record_wait(
-    workflow_id: str,
-    version: str | None,
-    step_id: str,
-    variant: str | None,
-    *,
-    seconds: float,
-    at: datetime | None = None,
-) -> None:
-    recorder().record_wait(workflow_id, version, step_id, variant, seconds=seconds, at=at)
-
-
-def record_wait_ended(
-    workflow_id: str,
-    version: str | None,
-    step_id: str,
-    variant: str | None,
-    *,
-    until: datetime,
-    how: str,
-    at: datetime | None = None,
-) -> None:
-    recorder().record_wait_ended(workflow_id, version, step_id, variant, until=until, how=how, at=at)
-
-
-def record_message(  # noqa: PLR0917 (the recording API's contract is positional)
-    workflow_id: str,
-    version: str | None,
-    step_id: str,
-    variant: str | None,
-    status: str,
-    reason: str | None = None,
-    *,
-    cid: str | None = None,
-    at: datetime | None = None,
-    once: str | None = None,
-) -> bool:
-    return recorder().record_message(
-        workflow_id, version, step_id, variant, status, reason, cid=cid, at=at, once=once
-    )
-
-
-def record_exit(
-    workflow_id: str,
-    version: str | None,
-    step_id: str,
-    variant: str | None,
-    *,
-    cid: str,
-    run: int,
-    at: datetime | None = None,
-) -> bool:
-    return recorder().record_exit(workflow_id, version, step_id, variant, cid=cid, run=run, at=at)
-
-
-def record_conversion(
-    workflow_id: str,
-    version: str | None,
-    variant: str | None,
-    entered_at: datetime,
-    converted_at: datetime,
-    *,
-    cid: str | None = None,
-) -> bool:
-    return recorder().record_conversion(workflow_id, version, variant, entered_at, converted_at, cid=cid)
-
-
-def record_ended(
-    workflow_id: str, version: str | None, variant: str | None, outcome: str, at: datetime | None = None
-) -> None:
-    recorder().record_ended(workflow_id, version, variant, outcome, at)
+record_entered = _on_recorder(Recorder.record_entered)
+record_assigned = _on_recorder(Recorder.record_assigned)
+record_step = _on_recorder(Recorder.record_step)
+record_wait = _on_recorder(Recorder.record_wait)
+record_wait_ended = _on_recorder(Recorder.record_wait_ended)
+record_message = _on_recorder(Recorder.record_message)
+record_exit = _on_recorder(Recorder.record_exit)
+record_conversion = _on_recorder(Recorder.record_conversion)
+record_ended = _on_recorder(Recorder.record_ended)
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from cairn.api.auth import Auth
+from cairn.api.pages import HTML_CONTENT, html_page
 from cairn.domain.errors import CairnError
 from cairn.domain.tokens import LINK_BASE_URL
 from cairn.services.intake import Intake
 
 Token = Annotated[str, Query(min_length=1, max_length=4096, description="the signed token from the email")]
-HTML_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-}
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;
-padding:0 1rem}}</style></head>
-<body><h1>{title}</h1><p>{body}</p></body></html>
-"""
-_HTML: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
 
 
 def page(title: str, body: str, status: int = 200) -> Response[str]:
-    text = PAGE.format(title=html.escape(title), body=html.escape(body))
-    return Response(status, "text/html; charset=utf-8", text, dict(HTML_HEADERS))
+    return html_page(title, f"<p>{html.escape(body)}</p>", status)
 
 
 def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
@@ -51,11 +38,11 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
     @app.get(
         "/v1/confirm",
         responses={
-            200: {"description": "subscribed", "content": _HTML},
-            400: {"description": "not a confirmation link", "content": _HTML},
-            403: {"description": "a forged, tampered or expired link", "content": _HTML},
-            404: {"description": "the contact was erased", "content": _HTML},
-            409: {"description": "no longer waiting for confirmation", "content": _HTML},
+            200: {"description": "subscribed", "content": HTML_CONTENT},
+            400: {"description": "not a confirmation link", "content": HTML_CONTENT},
+            403: {"description": "a forged, tampered or expired link", "content": HTML_CONTENT},
+            404: {"description": "the contact was erased", "content": HTML_CONTENT},
+            409: {"description": "no longer waiting for confirmation", "content": HTML_CONTENT},
         },
         tags=["consent"],
         summary="Confirm an email subscription (double opt-in): the link of the confirmation email",

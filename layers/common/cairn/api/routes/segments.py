@@ -4,7 +4,6 @@ and the members of static lists (DESIGN.md section 2)."""
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -13,14 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from cairn.api.auth import Auth
 from cairn.api.gate import Access
 from cairn.api.responses import errors
+from cairn.api.routes.contacts import UserId, user
 from cairn.domain.errors import NotFound
 from cairn.domain.identity import cid_for_user
 from cairn.services.intake import Intake
 
 SegmentId = Annotated[str, Path(alias="segmentId", min_length=1, max_length=64, description="a segment id")]
-UserId = Annotated[
-    str, Path(alias="userId", min_length=1, max_length=765, description="the contact's userId")
-]
 
 
 class BuildOut(BaseModel):
@@ -78,13 +75,6 @@ class ListMemberOut(BaseModel):
     userId: str
     member: bool
     enteredAt: str | None = None
-
-
-def _user(raw: str) -> str:
-    value = unquote(raw)
-    if not 1 <= len(value) <= 255:
-        raise NotFound("no contact with that userId")
-    return value
 
 
 def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
@@ -160,7 +150,7 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
         return MembersOut(members=[MemberOut(**m) for m in members], cursor=next_cursor)
 
     def set_member(segment_id: str, raw_user: str, member: bool) -> ListMemberOut:
-        user_id = _user(raw_user)
+        user_id = user(raw_user)
         cid = cid_for_user(rt.secret, user_id)
         if rt.contacts.get(cid) is None:
             raise NotFound("no contact with that userId")

@@ -7,7 +7,7 @@ filter on the time things happened (entries, sends, conversions), kept as daily 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -75,6 +75,12 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
             loaded.append(StatsReader())
         return loaded[0]
 
+    def found(body: dict[str, Any] | None) -> Response[str]:
+        """The reader's answer; None: neither defined nor ever counted."""
+        if body is None:
+            raise NotFound("no workflow with that id")
+        return json_response(200, body)
+
     @app.get(
         "/v1/workflows/<workflowId>/stats",
         responses=errors(404, 422),
@@ -90,10 +96,9 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
         auth.secret()
         since, until = _range(from_, to)
         workflow = intake.rt.site.workflows.get(workflow_id)
-        body = reader().workflow_stats(workflow_id, workflow, version=version, since=since, until=until)
-        if body is None:
-            raise NotFound("no workflow with that id")
-        return json_response(200, body)
+        return found(
+            reader().workflow_stats(workflow_id, workflow, version=version, since=since, until=until)
+        )
 
     @app.get(
         "/v1/workflows/<workflowId>/attribution",
@@ -110,7 +115,4 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
         auth.secret()
         since, until = _range(from_, to)
         workflow = intake.rt.site.workflows.get(workflow_id)
-        body = reader().attribution(workflow_id, workflow, since=since, until=until, limit=limit)
-        if body is None:
-            raise NotFound("no workflow with that id")
-        return json_response(200, body)
+        return found(reader().attribution(workflow_id, workflow, since=since, until=until, limit=limit))

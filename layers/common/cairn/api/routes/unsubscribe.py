@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import parse_qs, quote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -11,30 +11,18 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from cairn.api.auth import Auth
 from cairn.api.gate import Access, decoded_body
+from cairn.api.pages import HTML_CONTENT, html_page
 from cairn.api.responses import errors
 from cairn.domain.errors import MalformedRequest
 from cairn.services.intake import Intake
 from cairn.services.unsubscribe import Unsubscriber
 
 Token = Annotated[str, Query(min_length=1, max_length=4096, description="the signed token from the link")]
-HTML_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;
-padding:0 1rem}}button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head>
-<body><h1>{title}</h1>{body}</body></html>
-"""
-_HTML: Any = {"text/html": {"schema": {"type": "string"}}}
 
 
-def page(title: str, body: str, status: int = 200) -> Response[str]:
-    text = PAGE.format(title=html.escape(title), body=body)
-    return Response(status, "text/html; charset=utf-8", text, dict(HTML_HEADERS))
+def page(title: str, body_html: str) -> Response[str]:
+    style = "button{font-size:1rem;padding:.6rem 1.2rem}"
+    return html_page(title, body_html, style=style, csp="; form-action 'self'")
 
 
 def one_click(event: dict[str, object]) -> bool:
@@ -53,7 +41,10 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
 
     @app.get(
         "/v1/unsubscribe",
-        responses={**errors(400), 200: {"description": "a page with a button to confirm", "content": _HTML}},
+        responses={
+            **errors(400),
+            200: {"description": "a page with a button to confirm", "content": HTML_CONTENT},
+        },
         tags=["unsubscribe"],
         summary="The page an unsubscribe link opens (nothing changes until its button is pressed)",
     )
@@ -69,7 +60,7 @@ def register(app: APIGatewayHttpResolver, auth: Auth, intake: Intake) -> None:
 
     @app.post(
         "/v1/unsubscribe",
-        responses={**errors(400), 200: {"description": "unsubscribed", "content": _HTML}},
+        responses={**errors(400), 200: {"description": "unsubscribed", "content": HTML_CONTENT}},
         tags=["unsubscribe"],
         summary="One-click unsubscribe (RFC 8058): form-encoded List-Unsubscribe=One-Click",
     )
