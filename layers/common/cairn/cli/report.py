@@ -161,7 +161,10 @@ def print_report(report: Report, console: Console) -> None:
         "delivered",
         "opened",
     ):
-        funnel.add_column(name, justify="left" if name == "step" else "right")
+        if name == "step":  # step ids in full: a narrow terminal folds them rather than cutting them
+            funnel.add_column(name, justify="left", overflow="fold")
+        else:
+            funnel.add_column(name, justify="right")
     for name in ("clicked", "bounced", "skipped", "held"):
         funnel.add_column(name, justify="right")
     for s in v["steps"]:
