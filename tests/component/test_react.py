@@ -289,6 +289,23 @@ def test_a_goal_event_while_waiting_ends_the_run_converted(
     assert mine == ["workflow_converted"]
 
 
+def test_a_conversion_is_dated_by_the_goal_event_not_by_the_streams_delivery(
+    react: Handler,
+    clock: FakeClock,
+    token_answers: list[tuple[str, dict[str, Any]]],
+    state_machines: dict[str, str],
+) -> None:
+    cid = waiting_run("u-ann", "abandoned-cart", None)
+    ordered = clock.now() + timedelta(minutes=10)
+    clock.advance(timedelta(minutes=25))  # the stream delivers the order a quarter of an hour late
+    react(stream_event("u-ann", "order_completed", ordered, {"total": 80}))
+    current = EnrollmentStore().get(cid, "abandoned-cart")
+    assert current is not None and (current.status, current.exited_at) == ("converted", ordered)
+    history = EventStore(ttl=timedelta(days=1)).history(cid, since=None)
+    [converted] = [e for e in history if e.name == "workflow_converted"]
+    assert converted.timestamp == ordered
+
+
 def test_a_run_is_measured_against_the_goal_of_the_version_it_entered_with(
     react: Handler,
     clock: FakeClock,

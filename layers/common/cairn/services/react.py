@@ -94,7 +94,9 @@ class Reactor:
                 segments=self.rt.segments,  # {segment: id} evaluates live
             )
             if goal is not None and policies.goal_met(goal, view, enrollment.entered_at):
-                self.end_run(enrollment, "converted", "goal", now)
+                # dated by the goal event (a stream that lags does not lengthen the time to convert)
+                at = policies.goal_reached_at(goal, view, enrollment.entered_at) or now
+                self.end_run(enrollment, "converted", "goal", at)
             elif policies.exit_holds(exit_when, view):
                 self.end_run(enrollment, "exited", "exit_when", now)
             else:
