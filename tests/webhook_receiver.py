@@ -4,17 +4,17 @@
 from __future__ import annotations
 
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class Receiver:
-    """Answers the calls with `statuses` in turn, then 200, each after `delay` seconds; keeps (headers, body)
-    of every call in `received`."""
+    """Answers the calls with `statuses` in turn, then 200; keeps (headers, body) of every call in
+    `received`. `hang`: it answers nothing until closed, so a caller's own timeout is what ends the call."""
 
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
-        self.statuses, self.delay = list(statuses or []), delay
+    def __init__(self, statuses: list[int] | None = None, *, hang: bool = False) -> None:
+        self.statuses, self.hang = list(statuses or []), hang
+        self.released = threading.Event()
         self.received: list[tuple[dict[str, str], bytes]] = []
         receiver = self
 
@@ -22,7 +22,8 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append((dict(self.headers.items()), body))
-                time.sleep(receiver.delay)
+                if receiver.hang:
+                    receiver.released.wait()
                 self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
                 self.end_headers()
 
@@ -34,4 +35,5 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()

@@ -139,7 +139,9 @@ def test_a_subscription_becomes_pending_and_the_confirmation_goes_out_at_once(tr
     assert html is not None and "Hi Ann" in html.get_content()
 
 
-def test_the_link_subscribes_the_contact_and_a_second_click_is_fine(trigger: Handler) -> None:
+def test_the_link_subscribes_the_contact_and_a_second_click_is_fine(
+    trigger: Handler, suppression_removals: list[str]
+) -> None:
     identify(trigger)
     subscribe(trigger)
     token = token_of(confirm_link(sent()[0]))

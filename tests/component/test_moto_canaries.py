@@ -484,6 +484,26 @@ def test_a_cancelled_transaction_writes_nothing_and_streams_nothing(
     assert len(transactions) == 2  # nothing from the cancelled transaction reached the stream
 
 
+def test_an_update_that_creates_an_item_streams_one_insert_with_the_whole_item(
+    transactions: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """moto's UpdateItem of a new item puts its bare keys first; DynamoDB streams only the write itself."""
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    update = {
+        "TableName": "ledger",
+        "UpdateExpression": "SET n = :n",
+        "ExpressionAttributeValues": {":n": {"N": "7"}},
+    }
+    ddb.update_item(Key={"pk": {"S": "a"}, "sk": {"S": "u"}}, **update)
+    ddb.transact_write_items(
+        TransactItems=[{"Update": {"Key": {"pk": {"S": "a"}, "sk": {"S": "t"}}, **update}}]
+    )
+    ddb.update_item(Key={"pk": {"S": "a"}, "sk": {"S": "u"}}, **update)  # an existing item: MODIFY
+    streamed = [(r["eventName"], r["dynamodb"]["NewImage"]["sk"]["S"]) for _, r in transactions]
+    assert streamed == [("INSERT", "u"), ("INSERT", "t"), ("MODIFY", "u")]
+    assert all(r["dynamodb"]["NewImage"]["n"] == {"N": "7"} for _, r in transactions)
+
+
 def test_dynamodb_requests_run_one_at_a_time(transactions: list[tuple[str, dict[str, Any]]]) -> None:
     """The atomic-write patch serialises requests in DynamoHandler.call_action: a request waits while
     another holds the lock (if moto stopped dispatching through call_action, it would not)."""
@@ -509,3 +529,39 @@ def _raw_items() -> set[str]:
 
     table = dynamodb_backends[ACCOUNT][REGION].tables["ledger"]
     return {range_key.value for by_range in table.items.values() for range_key in by_range}
+
+
+# ---------------------------------------------------------------- SES v2 calls moto lacks
+
+
+def test_moto_still_lacks_the_ses_calls_local_mode_answers() -> None:
+    """When moto implements GetAccount or DeleteSuppressedDestination, drop `patch_ses_account`."""
+    from moto.sesv2.responses import SESV2Response
+
+    assert "get_account" not in SESV2Response.__dict__
+    assert "delete_suppressed_destination" not in SESV2Response.__dict__
+    assert callable(resolve("moto.ses.models", "SESBackend.get_send_quota"))
+
+
+def test_local_mode_answers_get_account_with_motos_quota_and_an_empty_suppression_list() -> None:
+    with mock_aws():
+        patches.patch_ses_account()
+        try:
+            ses = boto3.client("sesv2", region_name=REGION)
+            ses.create_email_identity(EmailIdentity="example.com")
+            assert ses.get_account()["SendQuota"]["SentLast24Hours"] == 0
+            ses.send_email(
+                FromEmailAddress="hello@example.com",
+                Destination={"ToAddresses": ["ann@example.com"]},
+                Content={"Simple": {"Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "Hello"}}}},
+            )
+            quota = ses.get_account()["SendQuota"]
+            assert (quota["SentLast24Hours"], quota["Max24HourSend"]) == (1, 200)
+            with pytest.raises(ClientError) as raised:
+                ses.delete_suppressed_destination(EmailAddress="ann@example.com")
+            assert raised.value.response["Error"]["Code"] == "NotFoundException"
+        finally:
+            patches.restore()
+        from moto.sesv2.responses import SESV2Response
+
+        assert "get_account" not in SESV2Response.__dict__  # restore() takes them away again

@@ -97,8 +97,6 @@ def daily_quota_exhausted() -> bool:
         quota: dict[str, Any] = client("sesv2").get_account().get("SendQuota", {})
     except ClientError:  # unknown: treat the throttle as the per-second rate
         return False
-    except NotImplementedError:  # moto (local mode) has no GetAccount
-        return False
     limit = float(quota.get("Max24HourSend", -1))
     return limit >= 0 and float(quota.get("SentLast24Hours", 0)) >= limit
 
@@ -139,8 +137,6 @@ def remove_from_account_suppression(email: str) -> bool:
         if exc.response["Error"]["Code"] == "NotFoundException":
             return False
         raise
-    except NotImplementedError:  # moto (local mode) has no account-level suppression list
-        return False
     return True
 
 

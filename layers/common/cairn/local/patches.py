@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -30,10 +31,24 @@ def _swap(owner: Any, name: str, new: Any) -> None:
     setattr(owner, name, new)
 
 
+_ADDED: list[tuple[Any, str]] = []
+
+
+def _add(owner: Any, name: str, new: Any) -> None:
+    """Give a moto class an operation it does not implement (a canary tells when it starts to)."""
+    if name not in owner.__dict__:
+        _ADDED.append((owner, name))
+    setattr(owner, name, new)
+
+
 def restore() -> None:
     for (owner, name), original in _ORIGINALS.items():
         setattr(owner, name, original)
     _ORIGINALS.clear()
+    for owner, name in _ADDED:
+        if name in owner.__dict__:
+            delattr(owner, name)
+    _ADDED.clear()
 
 
 def patch_stepfunctions(clock: VirtualClock) -> None:
@@ -388,12 +403,46 @@ def _put_back(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
         table.items[hash_key] = item
 
 
+def patch_ses_account() -> None:
+    """The two SES v2 calls Cairn makes that moto does not implement, answered as SES would:
+    `GetAccount` with moto's own sending quota (its SES v1 `GetSendQuota`: the sandbox's 200 a day, counting
+    what was sent), and `DeleteSuppressedDestination` on the account-level suppression list, which local
+    mode keeps empty (bounces and complaints are Cairn's own suppression, not SES's): NotFoundException."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.sesv2.responses import SESV2Response
+
+    def get_account(self: Any) -> str:
+        quota = self.sesv2_backend.core_backend.get_send_quota()
+        return json.dumps(
+            {
+                "SendQuota": {
+                    "Max24HourSend": float(quota.max24_hour_send),
+                    "MaxSendRate": float(quota.max_send_rate),
+                    "SentLast24Hours": float(quota.sent_last24_hours),
+                },
+                "SendingEnabled": True,
+                "ProductionAccessEnabled": False,
+            }
+        )
+
+    def delete_suppressed_destination(self: Any) -> str:
+        raise JsonRESTError("NotFoundException", "the address is not on the account suppression list")
+
+    _add(SESV2Response, "get_account", get_account)
+    _add(SESV2Response, "delete_suppressed_destination", delete_suppressed_destination)
+
+
 def patch_streams(deliver: Callable[[str, dict[str, Any]], None]) -> None:
     """Hand every stream record to `deliver(table_name, record)` instead of invoking consumers inline."""
     from moto.core.utils import unix_time
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import StreamRecord, StreamShard
 
     def add(self: Any, old: Any, new: Any) -> None:
+        if getattr(_UPDATING, "depth", 0) and old is None and new is not None and _only_keys(self.table, new):
+            # moto's UpdateItem of a new item first puts its bare keys, then records the whole write as
+            # the INSERT: DynamoDB records only the one, so the bare keys are not a record.
+            return
         view = self.table.stream_specification["StreamViewType"]
         name = "INSERT" if old is None else ("REMOVE" if new is None else "MODIFY")
         seq = self.starting_sequence_number + next(_sequence)
@@ -410,6 +459,26 @@ def patch_streams(deliver: Callable[[str, dict[str, Any]], None]) -> None:
             deliver(self.table.name, record)
 
     _swap(StreamShard, "add", add)
+
+    original_update = DynamoDBBackend.update_item
+
+    @functools.wraps(original_update)
+    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _UPDATING.depth = getattr(_UPDATING, "depth", 0) + 1
+        try:
+            return original_update(self, *args, **kwargs)
+        finally:
+            _UPDATING.depth -= 1
+
+    _swap(DynamoDBBackend, "update_item", update_item)
+
+
+_UPDATING = threading.local()
+
+
+def _only_keys(table: Any, item: Any) -> bool:
+    keys = {table.hash_key_attr} | ({table.range_key_attr} if table.range_key_attr else set())
+    return set(item.attrs) <= keys
 
 
 import itertools  # noqa: E402

@@ -96,6 +96,7 @@ class LocalCairn:
         patches.patch_dynamodb_atomic()
         patches.patch_dynamodb_transactions()
         patches.patch_asl_parsing()
+        patches.patch_ses_account()
         settings = project.site.settings
         sender = settings.sender.email or "hello@example.com"
         nested = load_template_text(nested_template(sorted(project.asl)))

@@ -141,10 +141,6 @@ class Segments:
         A change written by an import (`POST /v1/contacts/import` fires no triggers) sets membership
         quietly: no `segment_entered`/`segment_exited` event, so no segment-triggered workflow starts;
         the contact's next live change emits as usual."""
-        if new and set(new) <= {"cid", "sk"}:
-            # The bare keys: no profile write (each sets updatedAt) but moto's UpdateItem of a new item,
-            # which records them first and then the write itself, evaluated with its own record.
-            return Outcome()
         change = profile_change(old, new)
         segments = self.catalog.affected(change)
         if not segments:
